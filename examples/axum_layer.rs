@@ -1,0 +1,44 @@
+//! The main usage shape: an axum app with its own routes, and Next.js as a layer that
+//! takes the requests it owns (its pages, `/_next/*`, `public/`, …).
+//!
+//! ```sh
+//! cargo run --example axum_layer                      # dev mode
+//! NODE_ENV=production cargo run --example axum_layer  # the production build
+//! ```
+mod common;
+
+use std::net::SocketAddr;
+
+use axum::{Json, Router, routing::get};
+use tower_next::NextLayer;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    common::init_tracing();
+    let next = common::prepare().await;
+
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/rust/hello",
+            get(|| async { Json(serde_json::json!({ "from": "rust" })) }),
+        )
+        .layer(
+            NextLayer::new(next.clone())
+                // The seed's custom routes: page /b for path /a, with the query.
+                .route("/a", "/b")
+                .route("/posts/{id}", "/post")
+                .route("/pa", "/pb"),
+        );
+
+    let listener = tokio::net::TcpListener::bind(common::address()).await?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(common::shutdown_signal())
+    .await?;
+    next.shutdown().await;
+    Ok(())
+}

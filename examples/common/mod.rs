@@ -1,0 +1,84 @@
+//! What every example shares: options from the environment, as the seed does
+//! (`dev = NODE_ENV !== 'production'`), first-run setup of the bundled app, and Ctrl-C.
+#![allow(dead_code)] // each example uses a different part
+
+use std::{net::SocketAddr, path::PathBuf, process::Command};
+
+use tower_next::{Next, NextOptions};
+
+/// Logs to stderr; `RUST_LOG` filters (default: info).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}
+
+/// `127.0.0.1:$PORT`, default 3000.
+pub fn address() -> SocketAddr {
+    let port = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The app in `$NEXT_DIR` (default: the app bundled with this repo), production when
+/// `NODE_ENV=production`.
+pub fn options() -> NextOptions {
+    let dev = std::env::var("NODE_ENV").as_deref() != Ok("production");
+    let dir = match std::env::var_os("NEXT_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => bundled_app(dev),
+    };
+    NextOptions::new(dir).dev(dev).port(address().port())
+}
+
+/// Prepares the app, or exits with the error's advice.
+pub async fn prepare() -> Next {
+    match Next::prepare(options()).await {
+        Ok(next) => next,
+        Err(err) => {
+            tracing::error!("{err}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// The bundled app, installed and (for production) built on first use.
+fn bundled_app(dev: bool) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/app15");
+    if !dir.join("node_modules/next").exists() {
+        tracing::info!(dir = %dir.display(), "installing the example app's packages (npm ci, ~15 s)");
+        run(Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir));
+    }
+    if !dev && !dir.join(".next/BUILD_ID").exists() {
+        tracing::info!(dir = %dir.display(), "building the example app (next build, ~30 s)");
+        run(Command::new("npx")
+            .args(["next", "build"])
+            .current_dir(&dir));
+    }
+    dir
+}
+
+fn run(command: &mut Command) {
+    let status = command.env("NEXT_TELEMETRY_DISABLED", "1").status();
+    if !matches!(status, Ok(s) if s.success()) {
+        tracing::error!(?command, ?status, "example app setup failed");
+        std::process::exit(1);
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

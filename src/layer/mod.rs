@@ -1,0 +1,22 @@
+//! [`NextLayer`]: a tower `Layer` that sends each request to Next.js or to the service it
+//! wraps, by route ownership (DESIGN.md §2).
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use tower_next::{Next, NextLayer, NextOptions};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let next = Next::prepare(NextOptions::new("./web")).await?;
+//! let app: Router = Router::new()
+//!     .route("/healthz", get(|| async { "ok" }))
+//!     .layer(NextLayer::new(next).route("/a", "/b"));
+//! # Ok(()) }
+//! ```
+
+mod future;
+mod layer;
+mod service;
+
+pub use future::ResponseFuture;
+pub use layer::NextLayer;
+pub use service::NextOrInner;

@@ -1,0 +1,51 @@
+//! Serve a Next.js application as a tower [`Service`](tower_service::Service) or
+//! [`Layer`](tower_layer::Layer): the Next.js *custom server*, written in Rust.
+//!
+//! [`Next::prepare`] starts a supervised Node.js worker running the app (the seed's
+//! `next({...})` + `app.prepare()`), then:
+//!
+//! - [`NextLayer`] wraps your service: requests Next.js owns go to Next.js, the rest reach
+//!   your routes;
+//! - [`Next::service`] is the request handler, for `fallback_service` or behind your
+//!   middleware;
+//! - [`Next::render`] renders a given page for a request (the seed's `app.render`).
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use tower_next::{Next, NextLayer, NextOptions};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let dev = std::env::var("NODE_ENV").as_deref() != Ok("production");
+//!     let next = Next::prepare(NextOptions::new("./web").dev(dev)).await?;
+//!     let app = Router::new()
+//!         .route("/healthz", get(|| async { "ok" }))
+//!         .layer(NextLayer::new(next.clone()));
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     axum::serve(listener, app).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Errors while serving are HTTP responses, never `Err`: `503` with `Retry-After` while
+//! the worker (re)starts, `502` with a one-line reason when it failed mid-request.
+
+#![warn(missing_docs)]
+
+mod body;
+mod error;
+pub mod layer;
+mod next;
+mod options;
+mod proxy;
+mod routes;
+mod runtime;
+mod service;
+
+pub use body::{Body, BoxError};
+pub use error::Error;
+pub use layer::NextLayer;
+pub use next::{Next, request_query};
+pub use options::NextOptions;
+pub use proxy::ClientAddr;
+pub use service::{NextService, ResponseFuture};

@@ -1,0 +1,436 @@
+//! Who owns a request: Next.js or the inner service (DESIGN.md §2).
+//!
+//! The [`RouteTable`] is what the app's build (or, in dev, its folders) says Next serves;
+//! [`Routing`] is what the layer's configuration adds: explicit routes and the
+//! `useFileSystemPublicRoutes` switch. [`RouteTable::owner`] decides per request, without
+//! touching the disk.
+
+mod dev;
+mod manifest;
+mod pattern;
+
+use std::{borrow::Cow, collections::HashSet, path::Path};
+
+use http::Uri;
+use percent_encoding::percent_decode_str;
+
+use crate::{Error, proxy::Dispatch, runtime::AppInfo};
+use pattern::PathPattern;
+
+/// A regular expression with JavaScript semantics, as Next writes them into manifests
+/// (named groups, lookaheads).
+pub(crate) struct JsRegex(regress::Regex);
+
+impl JsRegex {
+    pub(crate) fn new(source: &str) -> Result<JsRegex, String> {
+        regress::Regex::new(source)
+            .map(JsRegex)
+            .map_err(|err| format!("regex {source:?}: {err}"))
+    }
+
+    pub(crate) fn is_match(&self, text: &str) -> bool {
+        self.0.find(text).is_some()
+    }
+}
+
+/// Routes configured on a layer or service: explicit routes and the filename-routes switch.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Routing {
+    explicit: Vec<ExplicitRoute>,
+    file_system_routes: Option<bool>,
+}
+
+#[derive(Clone, Debug)]
+struct ExplicitRoute {
+    pattern: PathPattern,
+    page: String,
+}
+
+impl Routing {
+    /// Renders Next page `page` for requests matching `pattern`.
+    pub(crate) fn add_route(&mut self, pattern: &str, page: &str) {
+        assert!(page.starts_with('/'), "page {page:?} must start with '/'");
+        self.explicit.push(ExplicitRoute {
+            pattern: PathPattern::parse(pattern),
+            page: page.to_owned(),
+        });
+    }
+
+    pub(crate) fn set_file_system_routes(&mut self, on: bool) {
+        self.file_system_routes = Some(on);
+    }
+
+    fn find(&self, path: &str) -> Option<(&str, Vec<(String, String)>)> {
+        self.explicit
+            .iter()
+            .find_map(|route| Some((route.page.as_str(), route.pattern.matches(path)?)))
+    }
+}
+
+/// Who answers a request.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// Next.js, as `dispatch` says; `rewrite` replaces the path and query sent to it.
+    Next {
+        dispatch: Dispatch,
+        rewrite: Option<String>,
+    },
+    /// Not Next's. `filename_route` tells a plain service to answer Next's 404 rather than
+    /// Next's handler (filename routes are switched off).
+    Inner { filename_route: bool },
+}
+
+impl Owner {
+    fn handle() -> Owner {
+        Owner::Next {
+            dispatch: Dispatch::Handle,
+            rewrite: None,
+        }
+    }
+}
+
+/// What the app's build says Next.js serves.
+#[derive(Default)]
+pub(crate) struct RouteTable {
+    base_path: String,
+    build_id: String,
+    /// next.config's `useFileSystemPublicRoutes`, used when the layer does not set it.
+    file_system_routes: bool,
+    /// Filename routes without dynamic segments, decoded, without trailing slash.
+    pages: HashSet<String>,
+    /// Filename routes with dynamic segments.
+    page_patterns: Vec<JsRegex>,
+    /// Files in `public/`, as decoded URL paths.
+    public_files: HashSet<String>,
+    /// Sources of next.config redirects and rewrites (with basePath).
+    rules: Vec<JsRegex>,
+    /// Middleware (proxy) matchers (with basePath).
+    middleware: Vec<JsRegex>,
+}
+
+impl RouteTable {
+    /// Builds the table for the app in `dir`: from the build, or in dev from its folders.
+    pub(crate) fn load(dir: &Path, info: &AppInfo, dev: bool) -> Result<RouteTable, Error> {
+        let config = &info.config;
+        let mut table = RouteTable {
+            base_path: config.base_path.trim_end_matches('/').to_owned(),
+            build_id: info.build_id.clone(),
+            file_system_routes: config.use_file_system_public_routes,
+            ..RouteTable::default()
+        };
+        if dev {
+            dev::scan(&mut table, dir, &config.page_extensions);
+        } else {
+            manifest::load(&mut table, &config.dist_dir)?;
+        }
+        collect_public_files(&dir.join("public"), String::new(), &mut table.public_files);
+        if config.i18n {
+            tracing::warn!("i18n routing is not modelled by tower-next's route ownership yet");
+        }
+        Ok(table)
+    }
+
+    /// Who answers a request for `uri` under the layer's `routing`.
+    pub(crate) fn owner(&self, routing: &Routing, uri: &Uri) -> Owner {
+        let file_system_routes = routing
+            .file_system_routes
+            .unwrap_or(self.file_system_routes);
+        let raw = uri.path();
+        let Some(path) = strip_prefix_segment(raw, &self.base_path) else {
+            // Outside basePath only rules with `basePath: false` and middleware can apply.
+            return if self.matches_rules(raw) {
+                Owner::handle()
+            } else {
+                Owner::Inner {
+                    filename_route: false,
+                }
+            };
+        };
+        let decoded = percent_decode_str(path).decode_utf8_lossy();
+        let normalized = normalize(&decoded);
+
+        if path == "/_next" || path.starts_with("/_next/") {
+            if !file_system_routes && let Some(page) = self.data_route_page(path) {
+                // A client-side navigation's data request: Next's only for explicit routes.
+                return match routing.find(&page) {
+                    Some((target, params)) => Owner::Next {
+                        dispatch: Dispatch::Handle,
+                        rewrite: Some(format!(
+                            "{}/_next/data/{}/{}.json{}",
+                            self.base_path,
+                            self.build_id,
+                            if target == "/" { "/index" } else { target }.trim_start_matches('/'),
+                            with_question_mark(&merge_query(uri.query(), &params))
+                        )),
+                    },
+                    None => Owner::Inner {
+                        filename_route: true,
+                    },
+                };
+            }
+            return Owner::handle();
+        }
+
+        if let Some((page, params)) = routing.find(normalized) {
+            return Owner::Next {
+                dispatch: Dispatch::Render {
+                    page: page.to_owned(),
+                    query: merge_query(uri.query(), &params),
+                },
+                rewrite: None,
+            };
+        }
+
+        if self.is_page(normalized, path) {
+            return if file_system_routes {
+                Owner::handle()
+            } else {
+                Owner::Inner {
+                    filename_route: true,
+                }
+            };
+        }
+        if self.public_files.contains(decoded.as_ref()) || self.matches_rules(raw) {
+            return Owner::handle();
+        }
+        Owner::Inner {
+            filename_route: false,
+        }
+    }
+
+    /// Whether next.config's `useFileSystemPublicRoutes` is on, unless the layer overrides.
+    pub(crate) fn file_system_routes(&self, routing: &Routing) -> bool {
+        routing
+            .file_system_routes
+            .unwrap_or(self.file_system_routes)
+    }
+
+    fn is_page(&self, normalized: &str, raw: &str) -> bool {
+        self.pages.contains(normalized) || self.page_patterns.iter().any(|p| p.is_match(raw))
+    }
+
+    fn matches_rules(&self, raw: &str) -> bool {
+        self.rules
+            .iter()
+            .chain(&self.middleware)
+            .any(|r| r.is_match(raw))
+    }
+
+    /// The page a `/_next/data/<build>/<page>.json` path asks for.
+    fn data_route_page(&self, path: &str) -> Option<String> {
+        let rest = path.strip_prefix("/_next/data/")?;
+        let rest = rest.strip_prefix(self.build_id.as_str())?;
+        let page = rest.strip_suffix(".json")?;
+        let page = percent_decode_str(page).decode_utf8_lossy();
+        Some(if page == "/index" {
+            "/".to_owned()
+        } else {
+            page.into_owned()
+        })
+    }
+}
+
+/// `path` without the `prefix` segment(s), or `None` when it is not under them.
+fn strip_prefix_segment<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    if prefix.is_empty() {
+        return Some(path);
+    }
+    match path.strip_prefix(prefix)? {
+        "" => Some("/"),
+        rest if rest.starts_with('/') => Some(rest),
+        _ => None,
+    }
+}
+
+/// A decoded path without its trailing slash (`/` stays `/`).
+fn normalize(decoded: &str) -> &str {
+    match decoded.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
+    }
+}
+
+/// The request's query with route parameters added; a parameter replaces a query key of
+/// the same name. Encoded as `application/x-www-form-urlencoded`.
+pub(crate) fn merge_query(query: Option<&str>, params: &[(String, String)]) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if !params.iter().any(|(name, _)| *name == key) {
+            out.append_pair(&key, &value);
+        }
+    }
+    for (key, value) in params {
+        out.append_pair(key, value);
+    }
+    out.finish()
+}
+
+fn with_question_mark(query: &str) -> Cow<'_, str> {
+    if query.is_empty() {
+        Cow::Borrowed("")
+    } else {
+        Cow::Owned(format!("?{query}"))
+    }
+}
+
+fn collect_public_files(folder: &Path, prefix: String, files: &mut HashSet<String>) {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let url = format!("{prefix}/{name}");
+        match entry.file_type() {
+            Ok(kind) if kind.is_dir() => collect_public_files(&entry.path(), url, files),
+            Ok(kind) if kind.is_file() => {
+                files.insert(url);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> RouteTable {
+        let mut table = RouteTable {
+            build_id: "BUILD".into(),
+            file_system_routes: true,
+            ..RouteTable::default()
+        };
+        table
+            .pages
+            .extend(["/".to_owned(), "/about".to_owned(), "/legacy".to_owned()]);
+        table
+            .page_patterns
+            .push(JsRegex::new("^/blog/([^/]+?)(?:/)?$").unwrap());
+        table.public_files.insert("/hello world.txt".into());
+        table
+            .rules
+            .push(JsRegex::new("^(?!/_next)/old-about(?:/)?$").unwrap());
+        table.middleware.push(
+            JsRegex::new(r"^(?:\/(_next\/data\/[^/]{1,}))?\/mw(?:\/((?:[^\/#\?]+?)(?:\/(?:[^\/#\?]+?))*))?(\.json)?[\/#\?]?$").unwrap(),
+        );
+        table
+    }
+
+    fn owner(table: &RouteTable, routing: &Routing, uri: &str) -> Owner {
+        table.owner(routing, &uri.parse().unwrap())
+    }
+
+    fn is_next(owner: &Owner) -> bool {
+        matches!(owner, Owner::Next { .. })
+    }
+
+    #[test]
+    fn filename_routes_public_files_rules_and_middleware_are_next() {
+        let table = table();
+        let routing = Routing::default();
+        for uri in [
+            "/",
+            "/about",
+            "/about/",
+            "/blog/x",
+            "/_next/static/a.js",
+            "/hello%20world.txt",
+            "/old-about",
+            "/mw/x",
+            "/legacy?q=1",
+        ] {
+            assert!(is_next(&owner(&table, &routing, uri)), "{uri}");
+        }
+        for uri in [
+            "/healthz",
+            "/rust/x",
+            "/blog",
+            "/blog/x/y",
+            "/aboutx",
+            "/_nextx",
+        ] {
+            assert_eq!(
+                owner(&table, &routing, uri),
+                Owner::Inner {
+                    filename_route: false
+                },
+                "{uri}"
+            );
+        }
+    }
+
+    #[test]
+    fn file_system_routes_off_keeps_explicit_routes_and_assets() {
+        let table = table();
+        let mut routing = Routing::default();
+        routing.set_file_system_routes(false);
+        routing.add_route("/a", "/b");
+        routing.add_route("/posts/{id}", "/post");
+        routing.add_route("/pa", "/pb");
+
+        assert_eq!(
+            owner(&table, &routing, "/about"),
+            Owner::Inner {
+                filename_route: true
+            }
+        );
+        assert!(is_next(&owner(&table, &routing, "/_next/static/a.js")));
+        assert!(is_next(&owner(&table, &routing, "/hello%20world.txt")));
+        assert_eq!(
+            owner(&table, &routing, "/a?x=1"),
+            Owner::Next {
+                dispatch: Dispatch::Render {
+                    page: "/b".into(),
+                    query: "x=1".into()
+                },
+                rewrite: None
+            }
+        );
+        assert_eq!(
+            owner(&table, &routing, "/posts/7?id=9&y=2"),
+            Owner::Next {
+                dispatch: Dispatch::Render {
+                    page: "/post".into(),
+                    query: "y=2&id=7".into()
+                },
+                rewrite: None
+            }
+        );
+        // Data routes: the back door to filename routes stays shut, explicit ones open.
+        assert_eq!(
+            owner(&table, &routing, "/_next/data/BUILD/legacy.json"),
+            Owner::Inner {
+                filename_route: true
+            }
+        );
+        assert_eq!(
+            owner(&table, &routing, "/_next/data/BUILD/pa.json?q=1"),
+            Owner::Next {
+                dispatch: Dispatch::Handle,
+                rewrite: Some("/_next/data/BUILD/pb.json?q=1".into())
+            }
+        );
+    }
+
+    #[test]
+    fn base_path_is_respected() {
+        let mut table = table();
+        table.base_path = "/docs".into();
+        let routing = Routing::default();
+        assert!(is_next(&owner(&table, &routing, "/docs/about")));
+        assert!(is_next(&owner(&table, &routing, "/docs")));
+        assert!(is_next(&owner(&table, &routing, "/docs/_next/static/x.js")));
+        assert_eq!(
+            owner(&table, &routing, "/about"),
+            Owner::Inner {
+                filename_route: false
+            }
+        );
+        assert_eq!(
+            owner(&table, &routing, "/docsx/about"),
+            Owner::Inner {
+                filename_route: false
+            }
+        );
+    }
+}

@@ -1,0 +1,212 @@
+'use strict';
+// tower-next bridge: the Next.js custom server of the docs, listening on a Unix socket that
+// only the Rust host can reach. The host passes options in TOWER_NEXT_OPTIONS and reads one
+// status line (prefixed with MARK) from stdout: `ready` with what Rust needs, or `error`.
+
+const fs = require('fs');
+const http = require('http');
+const path = require('path');
+const querystring = require('querystring');
+const { parse } = require('url');
+
+const MARK = '@@tower-next@@ ';
+const HEADER_PREFIX = 'x-tower-next-';
+const options = JSON.parse(process.env.TOWER_NEXT_OPTIONS || '{}');
+
+function announce(message) {
+  process.stdout.write(MARK + JSON.stringify(message) + '\n');
+}
+
+function fail(code, message) {
+  announce({ type: 'error', code, message });
+  process.exit(1);
+}
+
+// Never outlive the host: it holds our stdin open, and the pipe closes however it exits.
+// A host killed with SIGKILL cannot clean up, so the worker removes the private folder.
+function hostGone() {
+  try {
+    fs.rmSync(options.privateDir, { recursive: true, force: true });
+  } catch {}
+  process.exit(0);
+}
+process.stdin.on('end', hostGone);
+process.stdin.on('error', hostGone);
+process.stdin.resume();
+
+function resolveFromApp(request) {
+  return require.resolve(request, { paths: [options.dir] });
+}
+
+// Loads the config Next will run with and makes Next's router use it. Next 15.5's custom
+// server drops `conf` on the way to its router, which loads next.config itself; its config
+// cache hands that router the object loaded here, so `conf` is applied to that object.
+async function loadResolvedConfig(nextDir) {
+  const { default: loadConfig } = require(path.join(nextDir, 'dist/server/config'));
+  const constants = require(path.join(nextDir, 'dist/shared/lib/constants'));
+  const phase = options.dev ? constants.PHASE_DEVELOPMENT_SERVER : constants.PHASE_PRODUCTION_SERVER;
+  let fileConfig = null;
+  try {
+    fileConfig = await loadConfig(phase, options.dir, { silent: true });
+  } catch (err) {
+    if (!options.conf) throw err;
+  }
+  let config = fileConfig;
+  if (options.conf) {
+    const custom = await loadConfig(phase, options.dir, { customConfig: options.conf, silent: true });
+    if (fileConfig) {
+      for (const key of Object.keys(fileConfig)) delete fileConfig[key];
+      Object.assign(fileConfig, custom);
+    } else {
+      config = custom;
+    }
+  }
+  const cached = fileConfig && (await loadConfig(phase, options.dir, { silent: true })) === fileConfig;
+  return { config, shared: cached };
+}
+
+function readBuildId(distDir) {
+  try {
+    return fs.readFileSync(path.join(distDir, 'BUILD_ID'), 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+// The Next.js version that made the build (Next 15 and 16 record it here).
+function buildNextVersion(distDir) {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(distDir, 'diagnostics/framework.json'), 'utf8')).version || null;
+  } catch {
+    return null;
+  }
+}
+
+async function main() {
+  let nextPackageJson;
+  try {
+    nextPackageJson = resolveFromApp('next/package.json');
+  } catch {
+    fail('next-not-installed', `cannot resolve 'next' from ${options.dir}`);
+  }
+  const nextDir = path.dirname(nextPackageJson);
+  const nextVersion = require(nextPackageJson).version;
+
+  let config;
+  let configShared;
+  try {
+    ({ config, shared: configShared } = await loadResolvedConfig(nextDir));
+  } catch (err) {
+    fail('config', `could not load next.config: ${(err && err.stack) || err}`);
+  }
+  const userFileSystemRoutes = config.useFileSystemPublicRoutes !== false;
+  const distDir = path.resolve(options.dir, config.distDir || '.next');
+
+  let buildId = 'development';
+  if (!options.dev) {
+    buildId = readBuildId(distDir);
+    if (!buildId) fail('no-build', `${path.join(distDir, 'BUILD_ID')} does not exist`);
+    const builtWith = buildNextVersion(distDir);
+    if (builtWith && builtWith !== nextVersion) {
+      fail('no-build', `the build was made by Next.js ${builtWith}, but ${nextVersion} is installed`);
+    }
+  }
+
+  // useFileSystemPublicRoutes is enforced by the Rust layer. Next itself keeps it on, since
+  // with it off Next 15 refuses app.render() as well (DESIGN.md §3).
+  config.useFileSystemPublicRoutes = true;
+  if (!configShared && (options.conf || !userFileSystemRoutes)) {
+    // Without a shared config cache, hand Next the whole resolved config the way its
+    // standalone server does.
+    process.env.__NEXT_PRIVATE_STANDALONE_CONFIG = JSON.stringify(config);
+  }
+  const conf = options.conf ? config : undefined;
+
+  const server = http.createServer();
+  const next = require(path.join(nextDir, 'dist/server/next.js'));
+  const createApp = next.default || next;
+  const appOptions = {
+    dev: !!options.dev,
+    dir: options.dir,
+    conf,
+    quiet: !!options.quiet,
+    hostname: options.hostname,
+    port: options.port,
+    httpServer: server,
+  };
+  if (options.turbo != null) {
+    appOptions.turbo = options.turbo;
+    appOptions.turbopack = options.turbo;
+    if (!options.turbo) appOptions.webpack = true;
+  }
+  const app = createApp(appOptions);
+  await app.prepare();
+  const handle = app.getRequestHandler();
+
+  server.on('request', (req, res) => {
+    // Instructions from the host travel in x-tower-next-* headers. The host strips them
+    // from client requests; Next never sees them.
+    const render = req.headers[HEADER_PREFIX + 'render'];
+    const query = req.headers[HEADER_PREFIX + 'query'];
+    const notFound = req.headers[HEADER_PREFIX + 'not-found'];
+    for (const name of Object.keys(req.headers)) {
+      if (name.startsWith(HEADER_PREFIX)) delete req.headers[name];
+    }
+    let work;
+    try {
+      const parsedUrl = parse(req.url, true);
+      if (notFound) {
+        work = app.render404(req, res, parsedUrl);
+      } else if (render) {
+        work = app.render(req, res, render, querystring.parse(query || ''), parsedUrl);
+      } else {
+        work = handle(req, res, parsedUrl);
+      }
+    } catch (err) {
+      work = Promise.reject(err);
+    }
+    Promise.resolve(work).catch((err) => {
+      console.error('tower-next bridge: request failed:', err);
+      if (!res.headersSent) {
+        res.statusCode = 500;
+        res.setHeader('content-type', 'text/plain; charset=utf-8');
+        res.end('Internal Server Error');
+      } else {
+        res.destroy(err);
+      }
+    });
+  });
+
+  // The socket file survives a crash; a stale one would make listen() fail.
+  try {
+    fs.unlinkSync(options.socket);
+  } catch {}
+  server.keepAliveTimeout = 60_000;
+  server.listen(options.socket, () => {
+    announce({
+      type: 'ready',
+      nextVersion,
+      buildId,
+      config: {
+        basePath: config.basePath || '',
+        assetPrefix: config.assetPrefix || '',
+        trailingSlash: !!config.trailingSlash,
+        useFileSystemPublicRoutes: userFileSystemRoutes,
+        distDir,
+        pageExtensions: config.pageExtensions || ['tsx', 'ts', 'jsx', 'js'],
+        i18n: !!config.i18n,
+        poweredByHeader: config.poweredByHeader !== false,
+        compress: config.compress !== false,
+        generateEtags: config.generateEtags !== false,
+        output: config.output || null,
+      },
+    });
+  });
+
+  process.on('SIGTERM', () => {
+    server.close(() => process.exit(0));
+    setTimeout(() => process.exit(0), 5000).unref();
+  });
+}
+
+main().catch((err) => fail('start', (err && err.stack) || String(err)));
