@@ -108,13 +108,17 @@ impl Next {
             tracing::error!(page, "render: the page path must start with '/'");
             return plain_response(StatusCode::INTERNAL_SERVER_ERROR, "invalid page path");
         }
-        let mut encoded = form_urlencoded::Serializer::new(String::new());
-        for (key, value) in query {
-            encoded.append_pair(key.as_ref(), value.as_ref());
-        }
+        let query = {
+            // Not held across the await below: the serializer is not `Send`.
+            let mut encoded = form_urlencoded::Serializer::new(String::new());
+            for (key, value) in query {
+                encoded.append_pair(key.as_ref(), value.as_ref());
+            }
+            encoded.finish()
+        };
         let dispatch = Dispatch::Render {
             page: page.to_owned(),
-            query: encoded.finish(),
+            query,
         };
         self.dispatch(request.map(Body::new), dispatch).await
     }
@@ -148,6 +152,11 @@ impl Next {
     /// The project folder.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// The process id of the Node.js worker, if one is running (for monitoring).
+    pub fn worker_pid(&self) -> Option<u32> {
+        self.shared.worker.pid()
     }
 
     /// Whether the app runs in development mode.
@@ -195,4 +204,13 @@ pub fn request_query<B>(request: &Request<B>) -> Vec<(String, String)> {
     form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
         .into_owned()
         .collect()
+}
+
+/// axum handlers need `Send` futures; this fails to compile if one is not.
+#[cfg(test)]
+#[allow(dead_code)]
+fn futures_are_send(next: Next, request: Request<Body>) {
+    fn send<T: Send>(_: T) {}
+    send(next.render(request, "/b", [("a", "b")]));
+    send(next.render_404(Request::new(Body::empty())));
 }

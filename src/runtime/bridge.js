@@ -158,7 +158,10 @@ async function main() {
       if (notFound) {
         work = app.render404(req, res, parsedUrl);
       } else if (render) {
-        work = app.render(req, res, render, querystring.parse(query || ''), parsedUrl);
+        // Next builds the page's URL from parsedUrl.search when present, ignoring `query`.
+        const renderQuery = querystring.parse(query || '');
+        const renderUrl = { ...parsedUrl, search: null, path: null, href: null, query: renderQuery };
+        work = app.render(req, res, render, renderQuery, renderUrl);
       } else {
         work = handle(req, res, parsedUrl);
       }

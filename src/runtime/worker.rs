@@ -4,7 +4,10 @@ use std::{
     collections::VecDeque,
     path::{Path, PathBuf},
     process::Stdio,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -42,6 +45,8 @@ pub(crate) struct Worker {
     stop: watch::Sender<bool>,
     supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
     socket: PathBuf,
+    /// The running process's id, 0 while there is none.
+    pid: Arc<AtomicU32>,
 }
 
 /// Everything needed to (re)start the worker process.
@@ -98,13 +103,15 @@ impl Worker {
         let (state_tx, state) = watch::channel(WorkerState::Ready);
         let (stop, stop_rx) = watch::channel(false);
         let socket = launch.socket.clone();
-        let supervisor = tokio::spawn(supervise(launch, process, state_tx, stop_rx));
+        let pid = Arc::new(AtomicU32::new(process.child.id().unwrap_or(0)));
+        let supervisor = tokio::spawn(supervise(launch, process, state_tx, stop_rx, pid.clone()));
         Ok((
             Worker {
                 state,
                 stop,
                 supervisor: Mutex::new(Some(supervisor)),
                 socket,
+                pid,
             },
             info,
         ))
@@ -127,6 +134,11 @@ impl Worker {
             Ok(Ok(s)) => s.clone(),
             _ => self.state.borrow().clone(),
         }
+    }
+
+    /// The worker process's id, if one is running.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        Some(self.pid.load(Ordering::Relaxed)).filter(|pid| *pid != 0)
     }
 
     /// The current state, without waiting.
@@ -314,6 +326,7 @@ async fn supervise(
     mut process: Process,
     state: watch::Sender<WorkerState>,
     mut stop: watch::Receiver<bool>,
+    pid: Arc<AtomicU32>,
 ) {
     let mut backoff = BACKOFF_FIRST;
     let mut up_since = Instant::now();
@@ -324,10 +337,12 @@ async fn supervise(
             _ = stop_requested(&mut stop) => {
                 let _ = state.send(WorkerState::Stopped);
                 process.terminate().await;
+                pid.store(0, Ordering::Relaxed);
                 let _ = std::fs::remove_file(&launch.socket);
                 return;
             }
         };
+        pid.store(0, Ordering::Relaxed);
         let reason: Arc<str> = match exit {
             Ok(status) => format!("Next.js worker exited ({status})").into(),
             Err(err) => format!("Next.js worker lost: {err}").into(),
@@ -360,6 +375,7 @@ async fn supervise(
             match restarted {
                 Ok(next) => {
                     tracing::info!(worker = %launch.name, "worker restarted");
+                    pid.store(next.child.id().unwrap_or(0), Ordering::Relaxed);
                     process = next;
                     up_since = Instant::now();
                     let _ = state.send(WorkerState::Ready);
