@@ -14,9 +14,9 @@
 //! ```
 
 mod future;
-mod layer;
+mod next_layer;
 mod service;
 
 pub use future::ResponseFuture;
-pub use layer::NextLayer;
+pub use next_layer::NextLayer;
 pub use service::NextOrInner;
