@@ -64,7 +64,10 @@ impl Next {
             });
         }
         // A private 0700 folder for the socket and the bridge script.
-        let private_dir = tempfile::Builder::new().prefix("tower-next-").tempdir()?;
+        let private_dir = tempfile::Builder::new()
+            .prefix("tower-next-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()?;
         let (worker, info) = Worker::start(&options, &dir, private_dir.path(), 0).await?;
         let routes = RouteTable::load(&dir, &info, options.dev)?;
         let proxy = Proxy::new(worker.socket(), options.trust_forwarded);
