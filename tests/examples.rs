@@ -1,0 +1,290 @@
+//! Every example, run as its own binary against the fixture's production build, checked
+//! over real HTTP: each shows one usage shape, and this is the proof that it works.
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use reqwest::{StatusCode, Version, header};
+
+/// A response, read whole.
+struct Page {
+    status: StatusCode,
+    version: Version,
+    headers: header::HeaderMap,
+    body: String,
+}
+
+async fn get(client: &reqwest::Client, addr: SocketAddr, path: &str) -> Page {
+    get_with(client, addr, path, None).await
+}
+
+async fn get_with(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    path: &str,
+    cookie: Option<&str>,
+) -> Page {
+    let mut request = client.get(format!("http://{addr}{path}"));
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("GET {path}: {err}"));
+    Page {
+        status: response.status(),
+        version: response.version(),
+        headers: response.headers().clone(),
+        body: response.text().await.unwrap(),
+    }
+}
+
+/// The JSON that the fixture's pages `/b` and `/pb` print in `<pre id="query">`.
+fn query_json(html: &str) -> serde_json::Value {
+    let start = html
+        .find(r#"id="query">"#)
+        .unwrap_or_else(|| panic!("no #query in the page: {}", excerpt(html)))
+        + r#"id="query">"#.len();
+    let end = html[start..].find('<').unwrap() + start;
+    let text = html[start..end]
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("#query {text:?}: {err}"))
+}
+
+/// The text of `<span id="post-id">` on the fixture's page `/post`.
+fn post_id(html: &str) -> &str {
+    let start = html
+        .find(r#"id="post-id">"#)
+        .unwrap_or_else(|| panic!("no #post-id in the page: {}", excerpt(html)))
+        + r#"id="post-id">"#.len();
+    let end = html[start..].find('<').unwrap() + start;
+    &html[start..end]
+}
+
+fn excerpt(body: &str) -> &str {
+    body.char_indices()
+        .nth(600)
+        .map_or(body, |(end, _)| &body[..end])
+}
+
+#[tokio::test]
+async fn axum_layer() {
+    let server = support::example("axum_layer", &[]);
+    let client = support::client();
+
+    let health = get(&client, server.addr, "/healthz").await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body, "ok", "/healthz is answered by Rust");
+
+    let about = get(&client, server.addr, "/about").await;
+    assert_eq!(about.status, StatusCode::OK, "{}", excerpt(&about.body));
+    assert!(
+        about.body.contains("About page"),
+        "{}",
+        excerpt(&about.body)
+    );
+    // next.config `headers()` for /about: the answer came through Next.js.
+    assert_eq!(about.headers["x-custom-header"], "yes");
+
+    let a = get(&client, server.addr, "/a?x=1").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", excerpt(&a.body));
+    assert!(a.body.contains("Page B"), "{}", excerpt(&a.body));
+    assert_eq!(query_json(&a.body)["x"], "1");
+
+    // Neither Rust nor Next routes it: the inner router's own (empty) 404, not Next's page.
+    let nope = get(&client, server.addr, "/nope").await;
+    assert_eq!(nope.status, StatusCode::NOT_FOUND);
+    assert!(
+        nope.body.is_empty(),
+        "/nope should be axum's empty 404, got: {}",
+        excerpt(&nope.body)
+    );
+}
+
+#[tokio::test]
+async fn hyper_fallback() {
+    let server = support::example("hyper_fallback", &[]);
+    let client = support::client();
+
+    let rust = get(&client, server.addr, "/api/rust").await;
+    assert_eq!(rust.status, StatusCode::OK);
+    assert_eq!(rust.headers[header::CONTENT_TYPE], "application/json");
+    let json: serde_json::Value = serde_json::from_str(&rust.body).unwrap();
+    assert_eq!(json["from"], "rust");
+
+    let about = get(&client, server.addr, "/about").await;
+    assert_eq!(about.status, StatusCode::OK, "{}", excerpt(&about.body));
+    assert!(
+        about.body.contains("About page"),
+        "{}",
+        excerpt(&about.body)
+    );
+
+    // As a plain service, Next owns everything it gets: unknown paths get its 404 page.
+    let nope = get(&client, server.addr, "/nope").await;
+    assert_eq!(nope.status, StatusCode::NOT_FOUND);
+    assert!(
+        nope.body.contains("Custom not found"),
+        "{}",
+        excerpt(&nope.body)
+    );
+
+    // The server inserts `ClientAddr`: Next sees the client in X-Forwarded-For.
+    let echo = get(&client, server.addr, "/api/echo-headers").await;
+    let headers: serde_json::Value = serde_json::from_str(&echo.body).unwrap();
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1", "{headers}");
+
+    // HTTP/2 without TLS (prior knowledge), both to Rust and through to Next.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .no_proxy()
+        .build()
+        .unwrap();
+    let rust = get(&h2, server.addr, "/api/rust").await;
+    assert_eq!(rust.version, Version::HTTP_2);
+    assert_eq!(rust.status, StatusCode::OK);
+    let about = get(&h2, server.addr, "/about").await;
+    assert_eq!(about.version, Version::HTTP_2);
+    assert_eq!(about.status, StatusCode::OK, "{}", excerpt(&about.body));
+    assert!(
+        about.body.contains("About page"),
+        "{}",
+        excerpt(&about.body)
+    );
+
+    // Graceful shutdown: SIGTERM while a streamed page is half sent; the response
+    // completes, then the server exits cleanly.
+    let mut server = server;
+    let streaming = client
+        .get(format!("http://{}/streaming", server.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streaming.status(), StatusCode::OK);
+    // SAFETY: a signal to the example process that this test started.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let body = streaming.text().await.unwrap();
+    assert!(body.contains("slow part done"), "{}", excerpt(&body));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hyper_fallback still running 20 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "hyper_fallback exited with {status}");
+}
+
+/// `AUTH_SHAPE` unset: `ServiceBuilder` + `from_fn` around `next.service()`, as
+/// `fallback_service`.
+#[tokio::test]
+async fn auth_service_builder() {
+    check_auth(&[]).await;
+}
+
+/// `AUTH_SHAPE=layer`: the same middleware through `Router::layer`.
+#[tokio::test]
+async fn auth_router_layer() {
+    check_auth(&[("AUTH_SHAPE", "layer")]).await;
+}
+
+async fn check_auth(env: &[(&str, &str)]) {
+    let server = support::example("auth", env);
+    let client = support::client();
+
+    for round in 0..3 {
+        for (path, cookie) in [
+            ("/about", None),
+            ("/api/hits", None),
+            ("/api/hits", Some("session=forged")),
+        ] {
+            let page = get_with(&client, server.addr, path, cookie).await;
+            assert_eq!(
+                page.status,
+                StatusCode::UNAUTHORIZED,
+                "round {round}: {path} with cookie {cookie:?}: {}",
+                excerpt(&page.body)
+            );
+            assert!(page.body.starts_with("log in first"), "{}", page.body);
+        }
+    }
+
+    let login = get(&client, server.addr, "/login").await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER);
+    let set_cookie = login.headers[header::SET_COOKIE].to_str().unwrap();
+    let cookie = set_cookie.split(';').next().unwrap();
+    assert!(cookie.starts_with("session="), "{set_cookie}");
+
+    // The first request Next.js ever counted: none of the nine above reached Node.
+    let hits = get_with(&client, server.addr, "/api/hits", Some(cookie)).await;
+    assert_eq!(hits.status, StatusCode::OK, "{}", hits.body);
+    let hits: serde_json::Value = serde_json::from_str(&hits.body).unwrap();
+    assert_eq!(hits, serde_json::json!({ "hits": 1 }));
+
+    let about = get_with(&client, server.addr, "/about", Some(cookie)).await;
+    assert_eq!(about.status, StatusCode::OK, "{}", excerpt(&about.body));
+    assert!(
+        about.body.contains("About page"),
+        "{}",
+        excerpt(&about.body)
+    );
+}
+
+#[tokio::test]
+async fn custom_routes() {
+    let server = support::example("custom_routes", &[]);
+    let client = support::client();
+
+    let a = get(&client, server.addr, "/a?x=1").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", excerpt(&a.body));
+    assert!(a.body.contains("Page B"), "{}", excerpt(&a.body));
+    assert_eq!(query_json(&a.body), serde_json::json!({ "x": "1" }));
+
+    let post = get(&client, server.addr, "/posts/7").await;
+    assert_eq!(post.status, StatusCode::OK, "{}", excerpt(&post.body));
+    assert_eq!(post_id(&post.body), "7");
+    // The path parameter wins over a query parameter of the same name.
+    let post = get(&client, server.addr, "/posts/7?id=9&y=2").await;
+    assert_eq!(post_id(&post.body), "7");
+
+    // The handler that calls `next.render(req, "/b", query)`: request query + path param.
+    let custom = get(&client, server.addr, "/custom/ada?x=1").await;
+    assert_eq!(custom.status, StatusCode::OK, "{}", excerpt(&custom.body));
+    assert!(custom.body.contains("Page B"), "{}", excerpt(&custom.body));
+    assert_eq!(
+        query_json(&custom.body),
+        serde_json::json!({ "x": "1", "name": "ada" })
+    );
+
+    // Filename routes are off: /about is a file in app/ but not routed, so the router's
+    // fallback answers it with `next.render_404`.
+    for path in ["/about", "/"] {
+        let page = get(&client, server.addr, path).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(!page.body.contains("About page"), "{}", excerpt(&page.body));
+        assert!(!page.body.contains("Home page"), "{}", excerpt(&page.body));
+        assert!(
+            page.body.contains("Custom not found"),
+            "{path}: {}",
+            excerpt(&page.body)
+        );
+    }
+
+    // `/_next/*` stays Next's with filename routes off: the routed page's assets load.
+    let asset = support::first_static_asset(&a.body);
+    let asset_response = get(&client, server.addr, &asset).await;
+    assert_eq!(asset_response.status, StatusCode::OK, "{asset}");
+}
