@@ -228,8 +228,14 @@ fn sigkill_of_the_host_leaves_no_node_process_or_folder_behind() {
         "expected one worker of {host_pid}: {workers:?}"
     );
     let (worker, private_dir) = workers[0].clone();
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&private_dir).unwrap().permissions());
-    assert_eq!(mode & 0o777, 0o700, "the worker's socket folder must be private");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&private_dir).unwrap().permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o700,
+        "the worker's socket folder must be private"
+    );
 
     kill(host_pid);
     let start = Instant::now();

@@ -146,6 +146,10 @@ impl RouteTable {
                 }
             };
         };
+        // Next answers a non-canonical address of its routes (`//about`, `/hello.txt/`)
+        // with a redirect to the canonical one, so ownership looks at the canonical form.
+        let path = canonical(path);
+        let path = path.as_ref();
         let decoded = percent_decode_str(path).decode_utf8_lossy();
         let normalized = normalize(&decoded);
 
@@ -190,7 +194,10 @@ impl RouteTable {
                 }
             };
         }
-        if self.public_files.contains(decoded.as_ref()) || self.matches_rules(raw) {
+        if self.public_files.contains(normalized)
+            || self.matches_rules(raw)
+            || self.matches_rules(path)
+        {
             return Owner::handle();
         }
         Owner::Inner {
@@ -240,6 +247,26 @@ fn strip_prefix_segment<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
         rest if rest.starts_with('/') => Some(rest),
         _ => None,
     }
+}
+
+/// The path with runs of `/` and `\\` collapsed to one `/`, and no trailing slash.
+fn canonical(path: &str) -> Cow<'_, str> {
+    let clean =
+        !path.contains("//") && !path.contains('\\') && (path == "/" || !path.ends_with('/'));
+    if clean {
+        return Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        let c = if c == '\\' { '/' } else { c };
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    if out.len() > 1 && out.ends_with('/') {
+        out.pop();
+    }
+    Cow::Owned(out)
 }
 
 /// A decoded path without its trailing slash (`/` stays `/`).
@@ -341,8 +368,15 @@ mod tests {
         ] {
             assert!(is_next(&owner(&table, &routing, uri)), "{uri}");
         }
+        for uri in ["//about", "/hello%20world.txt/", "/blog//x"] {
+            assert!(
+                is_next(&owner(&table, &routing, uri)),
+                "{uri}: Next redirects it"
+            );
+        }
         for uri in [
             "/healthz",
+            "//healthz",
             "/rust/x",
             "/blog",
             "/blog/x/y",

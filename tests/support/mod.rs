@@ -5,7 +5,7 @@
 use std::{
     collections::hash_map::DefaultHasher,
     hash::{Hash, Hasher},
-    net::SocketAddr,
+    net::{SocketAddr, ToSocketAddrs},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::OnceLock,
@@ -171,7 +171,9 @@ unsafe extern "C" {
     fn libc_kill(pid: i32, signal: i32) -> i32;
 }
 
-/// `next start` on the fixture's build, on a free port of 127.0.0.1: the reference.
+/// `next start -H localhost` on the fixture's build, on a free port: the reference.
+/// `localhost`, as tower-next tells Next by default: given an IP, Next treats a middleware
+/// rewrite as external and proxies it to itself (DESIGN.md §3).
 pub fn next_start() -> Process {
     let dir = fixture();
     let port = free_port();
@@ -180,7 +182,7 @@ pub fn next_start() -> Process {
             "node_modules/next/dist/bin/next",
             "start",
             "-H",
-            "127.0.0.1",
+            "localhost",
             "-p",
         ])
         .arg(port.to_string())
@@ -191,12 +193,29 @@ pub fn next_start() -> Process {
         .process_group(0)
         .spawn()
         .expect("spawn next start");
-    let process = Process {
+    let mut process = Process {
         child,
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
     };
-    wait_listening(process.addr, Duration::from_secs(30));
-    process
+    // `localhost` may be 127.0.0.1 or ::1: take the address Next listens on.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listening = ("localhost", port)
+            .to_socket_addrs()
+            .expect("resolve localhost")
+            .find(|addr| {
+                std::net::TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok()
+            });
+        if let Some(addr) = listening {
+            process.addr = addr;
+            return process;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "next start is not listening on localhost:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Runs an example binary (built by `cargo test`) serving the fixture in production.

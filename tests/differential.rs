@@ -1,0 +1,799 @@
+//! Differential test (issue 2, item 9): for every route of the fixture app, the response
+//! through the axum layer equals `next start`'s on the same build.
+//!
+//! Both servers run the fixture's one build at the same time. Every route is asked the same
+//! requests, each with `Host: localhost:3000`, in these variants:
+//!
+//! - `GET`;
+//! - `GET` with `RSC: 1` (App Router pages and the rules that lead to them);
+//! - `HEAD`;
+//! - `GET` with `If-None-Match: <ETag of that server's GET>` where the GETs had an ETag;
+//! - `GET` with `Accept-Encoding: gzip`.
+//!
+//! Compared: the status; every response header, present on one side only or with other
+//! values (a multiset, so repeated `Set-Cookie` and `x-nextjs-prerender` fields count),
+//! except those listed below; and the body, byte for byte, where the route's [`Stability`]
+//! says it is the same on every request (empty bodies, of `HEAD` and `304`, always; for the
+//! gzip variant, the compressed bytes: both sides are Node's zlib with Next's settings).
+//! Every difference is collected and the test fails once, with a table.
+//!
+//! Before comparing, each route is requested once on each server (`GET`, and `RSC: 1` for
+//! App Router pages): Next writes its runtime cache entries (`.next/server/route-cache`) on
+//! first requests, and a page rendered on demand (`/blog/other`) answers `x-nextjs-cache:
+//! STALE` without `Cache-Control` the first time and `HIT` with it afterwards. The two
+//! servers share the build folder but not their in-memory caches, so each one is warmed.
+//!
+//! # Differences on purpose
+//!
+//! - `connection`, `keep-alive`, `transfer-encoding`: hop-by-hop (RFC 9110 §7.6.1). Next
+//!   sends `Connection: keep-alive` and `Keep-Alive: timeout=5` for its own sockets; the
+//!   proxy drops a worker's hop-by-hop headers and hyper chooses the framing towards the
+//!   client.
+//! - `date`: the clock.
+//! - Bodies and body-derived headers (`ETag`, `Content-Length`) of responses rendered per
+//!   request ([`Stability::PerRequest`]): they hold the time, the request's forwarded
+//!   headers, or React's per-render ids (the RSC payload of every dynamically rendered
+//!   page). Status and every other header are still compared.
+//! - The ISR page `/isr` ([`Stability::Revalidating`]): each server regenerates it on its
+//!   own clock (`revalidate = 5`), so besides the body, `ETag` and `Content-Length`,
+//!   `x-nextjs-cache` may be `HIT` on one and `STALE` on the other, and a conditional GET
+//!   may be `304` on one and `200` on the other, but only when that `200` carries a new ETag
+//!   (the page was regenerated between the GET and the conditional GET).
+//! - The `X-Forwarded-*` request headers a page sees (checked on `/api/echo-headers`).
+//!   `X-Forwarded-Port` is the port Next is told: `next start`'s own listening port, and for
+//!   tower-next `NextOptions::port` (3000 by default, the public port), since its worker
+//!   listens on a Unix socket. And `next start` passes on whatever `X-Forwarded-For/Host/
+//!   Proto/Port` a client sends, while tower-next replaces them with what it saw itself
+//!   (`NextOptions::trust_forwarded_headers` is off by default: the Rust server is the edge).
+//! - A path no one owns (`/nope`) through the layer reaches the inner service (DESIGN.md
+//!   §2, rule 4), whose 404 is axum's empty one, not Next's page. That is checked as such;
+//!   Next's own 404 page for it is compared through [`tower_next::Next::service`] as the
+//!   router's fallback ([`Via::Service`]).
+//!
+//! # Non-canonical paths
+//!
+//! `non_canonical_paths_of_next_routes_redirect_as_with_next_start`: `next start` answers
+//! `//about`, `/images//dot.svg`, `/hello.txt/` and `/images/dot.svg/` with a `308` to the
+//! canonical path; the layer must give them to Next, not to the inner service.
+//!
+//! # The reference
+//!
+//! `next start -H localhost`, not `tests/support`'s `next_start()` (which passes
+//! `-H 127.0.0.1`): given an IP, Next treats a middleware rewrite as external and proxies it
+//! to itself over HTTP (DESIGN.md §3), so `/mw/rewrite` would answer with
+//! `x-middleware-rewrite: http://localhost:<port>/about`, the rewritten page's next.config
+//! headers and `connection: close` — an artifact of that flag that a default `next start`
+//! does not have. tower-next tells Next `localhost` as well (its default `hostname`).
+
+mod support;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use axum::{Router, routing::get};
+use reqwest::{Method, header};
+use tower_next::NextLayer;
+
+/// The Host header of every request, on both servers.
+const HOST: &str = "localhost:3000";
+
+/// Headers that differ on purpose (see the module docs).
+const IGNORED_HEADERS: [&str; 4] = ["connection", "keep-alive", "transfer-encoding", "date"];
+
+/// Headers derived from the body: compared only where the body is.
+const BODY_HEADERS: [&str; 2] = ["etag", "content-length"];
+
+/// How much of a route's response is the same from one request to the next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stability {
+    /// The same bytes every time (prerendered pages, files, static JSON, redirects, the 404
+    /// page, and dynamic HTML that holds nothing per request): everything is compared.
+    Stable,
+    /// Rendered per request (time, forwarded headers, React's per-render ids): status and
+    /// headers, not the body nor `ETag`/`Content-Length`.
+    PerRequest,
+    /// Regenerated in the background on each server's own clock (ISR): as `PerRequest`,
+    /// and `x-nextjs-cache` may be `HIT` or `STALE`.
+    Revalidating,
+}
+
+/// Which of our servers a route is asked through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    /// The axum app with [`NextLayer`]: the subject of this test.
+    Layer,
+    /// An axum app with [`tower_next::Next::service`] as its fallback: for what the layer
+    /// rightly leaves to the inner service.
+    Service,
+}
+
+struct Route {
+    path: String,
+    /// The HTML (or file, JSON, redirect) response.
+    stability: Stability,
+    /// `Some` for App Router pages: the `RSC: 1` variant and its payload's stability.
+    rsc: Option<Stability>,
+    via: Via,
+}
+
+impl Route {
+    fn new(path: impl Into<String>, stability: Stability) -> Route {
+        Route {
+            path: path.into(),
+            stability,
+            rsc: None,
+            via: Via::Layer,
+        }
+    }
+
+    /// An App Router page (or a rule leading to one): also asked with `RSC: 1`.
+    fn app(path: impl Into<String>, html: Stability, rsc: Stability) -> Route {
+        Route {
+            rsc: Some(rsc),
+            ..Route::new(path, html)
+        }
+    }
+
+    fn via(self, via: Via) -> Route {
+        Route { via, ..self }
+    }
+
+    /// How stable the route's answer to `variant` is.
+    fn stability(&self, variant: Variant) -> Stability {
+        match (variant, self.rsc) {
+            (Variant::Rsc, Some(rsc)) => rsc,
+            _ => self.stability,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Variant {
+    Get,
+    Rsc,
+    Head,
+    Conditional,
+    Gzip,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Get => "GET",
+            Variant::Rsc => "GET RSC: 1",
+            Variant::Head => "HEAD",
+            Variant::Conditional => "GET If-None-Match",
+            Variant::Gzip => "GET gzip",
+        }
+    }
+}
+
+/// Every route of the fixture app.
+fn routes(build_id: &str, assets: &[String]) -> Vec<Route> {
+    use Stability::{PerRequest, Revalidating, Stable};
+    let mut routes = vec![
+        // App Router pages.
+        Route::app("/", Stable, Stable),
+        Route::app("/about", Stable, Stable),
+        Route::new("/about/", Stable), // trailing slash: 308 to /about
+        Route::app("/dynamic", PerRequest, PerRequest),
+        Route::app("/isr", Revalidating, Revalidating),
+        Route::app("/streaming", PerRequest, PerRequest),
+        Route::app("/blog/hello", Stable, Stable),
+        Route::app("/blog/world", Stable, Stable),
+        Route::app("/blog/other", Stable, Stable), // rendered on first request, then cached
+        Route::app("/pricing", Stable, Stable),
+        Route::app("/action", Stable, Stable),
+        // Rendered per request, but their HTML holds nothing that changes.
+        Route::app("/docs/a/b", Stable, PerRequest),
+        Route::app("/shop", Stable, PerRequest),
+        Route::app("/shop/x", Stable, PerRequest),
+        Route::app("/b", Stable, PerRequest),
+        Route::app("/b?x=1&y=two", Stable, PerRequest),
+        Route::app("/post?id=7", Stable, PerRequest),
+        // App Router route handlers.
+        Route::new("/api/hello", Stable),
+        Route::new("/api/cookies", Stable),
+        Route::new("/api/echo-headers", PerRequest),
+        // Pages Router.
+        Route::new("/legacy", Stable),
+        Route::new("/ssr", PerRequest),
+        Route::new("/ssg", Stable),
+        Route::new("/pb?x=1", Stable),
+        Route::new("/api/ping", Stable),
+        Route::new(format!("/_next/data/{build_id}/ssg.json"), Stable),
+        Route::new(format!("/_next/data/{build_id}/ssr.json"), PerRequest),
+        Route::new(format!("/_next/data/{build_id}/pb.json?x=1"), Stable),
+        Route::new("/_next/data/not-the-build/ssg.json", Stable),
+        // Middleware and next.config rules.
+        Route::app("/mw/rewrite", Stable, Stable),
+        Route::app("/mw/other", Stable, Stable),
+        Route::app("/old-about", Stable, Stable),
+        Route::app("/rewritten", Stable, Stable),
+        // public/ files.
+        Route::new("/robots.txt", Stable),
+        Route::new("/hello.txt", Stable),
+        Route::new("/images/dot.svg", Stable),
+        // Build assets.
+        Route::new("/_next/static/chunks/does-not-exist.js", Stable),
+        // Other spellings of Next's routes that Next serves as such.
+        Route::app("/%61bout", Stable, Stable),
+        Route::app("/about?x=1", Stable, Stable),
+        Route::app("/docs/a%20b/c", Stable, PerRequest),
+        Route::app("/blog/hello/", Stable, Stable), // 308 to /blog/hello
+        Route::new("/legacy/", Stable),
+        Route::new("/api/hello/", Stable),
+        // The image optimizer (SVG is refused without `dangerouslyAllowSVG`).
+        Route::new("/_next/image?url=%2Fimages%2Fdot.svg&w=64&q=75", Stable),
+        // Next's 404 page (see `Via::Service`).
+        Route::app("/nope", Stable, Stable).via(Via::Service),
+    ];
+    routes.extend(assets.iter().map(|url| Route::new(url.clone(), Stable)));
+    routes
+}
+
+/// Non-canonical spellings of Next's routes: `next start` answers each with a `308` to the
+/// canonical path (repeated slashes collapsed; the trailing slash dropped, by the build's
+/// internal `/:path+/` redirect), the layer hands them to the inner service (404).
+fn non_canonical_routes() -> Vec<Route> {
+    use Stability::Stable;
+    vec![
+        Route::app("//about", Stable, Stable),
+        Route::new("/images//dot.svg", Stable),
+        Route::new("/legacy//", Stable),
+        Route::new("/hello.txt/", Stable),
+        Route::new("/images/dot.svg/", Stable),
+    ]
+}
+
+/// A response as received: status, headers by lowercase name, the whole body.
+#[derive(Debug)]
+struct Captured {
+    status: u16,
+    headers: BTreeMap<String, Vec<String>>,
+    body: Vec<u8>,
+}
+
+impl Captured {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.first())
+            .map(String::as_str)
+    }
+}
+
+/// The two sides of a comparison.
+struct Servers {
+    client: reqwest::Client,
+    reference: SocketAddr,
+    layer: SocketAddr,
+    service: SocketAddr,
+}
+
+impl Servers {
+    fn ours(&self, via: Via) -> SocketAddr {
+        match via {
+            Via::Layer => self.layer,
+            Via::Service => self.service,
+        }
+    }
+
+    async fn send(
+        &self,
+        addr: SocketAddr,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Captured, String> {
+        let mut request = self
+            .client
+            .request(method, format!("http://{addr}{path}"))
+            .header(header::HOST, HOST);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.map_err(|err| format!("{err:?}"))?;
+        let status = response.status().as_u16();
+        let mut captured = BTreeMap::<String, Vec<String>>::new();
+        for (name, value) in response.headers() {
+            captured
+                .entry(name.as_str().to_owned())
+                .or_default()
+                .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|err| format!("body: {err:?}"))?;
+        Ok(Captured {
+            status,
+            headers: captured,
+            body: body.to_vec(),
+        })
+    }
+
+    /// The same request to `next start` and to our server, at the same time.
+    async fn both(
+        &self,
+        via: Via,
+        method: Method,
+        path: &str,
+        reference_headers: &[(&str, &str)],
+        our_headers: &[(&str, &str)],
+    ) -> (Result<Captured, String>, Result<Captured, String>) {
+        tokio::join!(
+            self.send(self.reference, method.clone(), path, reference_headers),
+            self.send(self.ours(via), method, path, our_headers),
+        )
+    }
+}
+
+/// What differed, for the final table.
+struct Mismatch {
+    route: String,
+    variant: &'static str,
+    what: String,
+}
+
+#[derive(Default)]
+struct Report {
+    routes: usize,
+    compared: usize,
+    mismatches: Vec<Mismatch>,
+}
+
+impl Report {
+    fn differs(&mut self, route: &Route, variant: Variant, what: String) {
+        self.differs_in(&route.path, variant.name(), what);
+    }
+
+    fn differs_in(&mut self, route: &str, variant: &'static str, what: String) {
+        self.mismatches.push(Mismatch {
+            route: route.to_owned(),
+            variant,
+            what,
+        });
+    }
+
+    fn table(&self) -> String {
+        let route_width = self.mismatches.iter().map(|m| m.route.len()).max();
+        let route_width = route_width.unwrap_or(0).max("route".len());
+        let variant_width = self.mismatches.iter().map(|m| m.variant.len()).max();
+        let variant_width = variant_width.unwrap_or(0).max("variant".len());
+        let mut out = format!(
+            "{:route_width$}  {:variant_width$}  what differed (next start vs tower-next)\n",
+            "route", "variant"
+        );
+        for m in &self.mismatches {
+            let _ = writeln!(
+                out,
+                "{:route_width$}  {:variant_width$}  {}",
+                m.route, m.variant, m.what
+            );
+        }
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_through_the_layer_equal_next_start() {
+    differential(Scope::Fixture).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_canonical_paths_of_next_routes_redirect_as_with_next_start() {
+    differential(Scope::NonCanonical).await;
+}
+
+/// Which routes a test compares.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// Every route of the fixture, and the request headers Next sees.
+    Fixture,
+    /// [`non_canonical_routes`].
+    NonCanonical,
+}
+
+async fn differential(scope: Scope) {
+    let started = Instant::now();
+    let reference = support::next_start();
+    let next = support::prepare().await;
+    let layer = support::serve(
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .layer(NextLayer::new(next.clone())),
+    )
+    .await;
+    let service = support::serve(Router::new().fallback_service(next.service())).await;
+    let servers = Servers {
+        client: support::client(),
+        reference: reference.addr,
+        layer,
+        service,
+    };
+    support::progress(&format!(
+        "next start on {}, tower-next layer on {layer}, service on {service} ({:.1?})",
+        reference.addr,
+        started.elapsed()
+    ));
+
+    let report = tokio::time::timeout(
+        Duration::from_secs(120),
+        compare_all(&servers, next.build_id(), scope),
+    )
+    .await
+    .expect("the comparison finishes within 2 minutes");
+
+    next.shutdown().await;
+    drop(reference);
+    support::progress(&format!(
+        "compared {} (route, variant) pairs of {} routes in {:.1?}",
+        report.compared,
+        report.routes,
+        started.elapsed()
+    ));
+    assert!(
+        report.mismatches.is_empty(),
+        "{} difference(s) between next start and tower-next:\n{}",
+        report.mismatches.len(),
+        report.table()
+    );
+}
+
+async fn compare_all(servers: &Servers, build_id: &str, scope: Scope) -> Report {
+    let mut report = Report::default();
+    let routes = match scope {
+        Scope::Fixture => {
+            let home = servers
+                .send(servers.reference, Method::GET, "/", &[])
+                .await
+                .expect("next start answers /");
+            routes(
+                build_id,
+                &static_assets(&String::from_utf8_lossy(&home.body)),
+            )
+        }
+        Scope::NonCanonical => non_canonical_routes(),
+    };
+    report.routes = routes.len();
+    for route in &routes {
+        warm(servers, route).await;
+    }
+    for route in &routes {
+        compare_route(servers, route, &mut report).await;
+    }
+    if let Scope::Fixture = scope {
+        layer_leaves_unknown_paths_to_the_inner_service(servers, &mut report).await;
+        next_sees_the_same_request_headers(servers, &mut report).await;
+    }
+    report
+}
+
+/// Two `/_next/static` scripts of the home page (the first, and the page's own chunk), and
+/// its stylesheets if it has any.
+fn static_assets(html: &str) -> Vec<String> {
+    let urls: BTreeSet<&str> = html
+        .split(['"', '\''])
+        .filter(|s| s.starts_with("/_next/static/"))
+        .collect();
+    let mut chosen: Vec<String> = urls
+        .iter()
+        .filter(|u| u.ends_with(".css"))
+        .map(|u| u.to_string())
+        .collect();
+    chosen.push(support::first_static_asset(html));
+    if let Some(page) = urls.iter().find(|u| u.contains("/chunks/app/page-")) {
+        chosen.push(page.to_string());
+    }
+    chosen.dedup();
+    chosen
+}
+
+/// Lets each server write its runtime cache entries for the route (see the module docs).
+async fn warm(servers: &Servers, route: &Route) {
+    let _ = servers
+        .both(route.via, Method::GET, &route.path, &[], &[])
+        .await;
+    if route.rsc.is_some() {
+        let rsc = [("rsc", "1")];
+        let _ = servers
+            .both(route.via, Method::GET, &route.path, &rsc, &rsc)
+            .await;
+    }
+}
+
+async fn compare_route(servers: &Servers, route: &Route, report: &mut Report) {
+    let (reference, ours) = servers
+        .both(route.via, Method::GET, &route.path, &[], &[])
+        .await;
+    let etags = match (&reference, &ours) {
+        (Ok(r), Ok(o)) => r
+            .header("etag")
+            .zip(o.header("etag"))
+            .map(|(r, o)| (r.to_owned(), o.to_owned())),
+        _ => None,
+    };
+    compare(route, Variant::Get, (reference, ours), None, report);
+
+    if route.rsc.is_some() {
+        let rsc = [("rsc", "1")];
+        let (reference, ours) = servers
+            .both(route.via, Method::GET, &route.path, &rsc, &rsc)
+            .await;
+        compare(route, Variant::Rsc, (reference, ours), None, report);
+    }
+
+    let (reference, ours) = servers
+        .both(route.via, Method::HEAD, &route.path, &[], &[])
+        .await;
+    compare(route, Variant::Head, (reference, ours), None, report);
+
+    // Each server is asked with its own ETag: equal where the body is stable (the GET
+    // comparison checks that), and the question is whether revalidation works.
+    if let Some((reference_etag, our_etag)) = &etags {
+        let (reference, ours) = servers
+            .both(
+                route.via,
+                Method::GET,
+                &route.path,
+                &[("if-none-match", reference_etag)],
+                &[("if-none-match", our_etag)],
+            )
+            .await;
+        compare(
+            route,
+            Variant::Conditional,
+            (reference, ours),
+            Some((reference_etag, our_etag)),
+            report,
+        );
+    }
+
+    let gzip = [("accept-encoding", "gzip")];
+    let (reference, ours) = servers
+        .both(route.via, Method::GET, &route.path, &gzip, &gzip)
+        .await;
+    compare(route, Variant::Gzip, (reference, ours), None, report);
+}
+
+/// Compares one pair of responses; `sent_etags` are the If-None-Match values of a
+/// conditional GET (next start's, ours).
+fn compare(
+    route: &Route,
+    variant: Variant,
+    (reference, ours): (Result<Captured, String>, Result<Captured, String>),
+    sent_etags: Option<(&str, &str)>,
+    report: &mut Report,
+) {
+    report.compared += 1;
+    let stability = route.stability(variant);
+    let (reference, ours) = match (reference, ours) {
+        (Ok(r), Ok(o)) => (r, o),
+        (r, o) => {
+            let describe = |side: &Result<Captured, String>| match side {
+                Ok(c) => format!("{}", c.status),
+                Err(e) => format!("request failed: {e}"),
+            };
+            report.differs(
+                route,
+                variant,
+                format!("{} vs {}", describe(&r), describe(&o)),
+            );
+            return;
+        }
+    };
+
+    if revalidated_in_between(stability, &reference, &ours, sent_etags) {
+        // A 304 and a 200 with the regenerated page: nothing else to compare.
+        return;
+    }
+    if reference.status != ours.status {
+        report.differs(
+            route,
+            variant,
+            format!("status {} vs {}", reference.status, ours.status),
+        );
+    }
+
+    let names: BTreeSet<&String> = reference
+        .headers
+        .keys()
+        .chain(ours.headers.keys())
+        .collect();
+    for name in names {
+        if IGNORED_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        let (r, o) = (reference.headers.get(name), ours.headers.get(name));
+        let (Some(r), Some(o)) = (r, o) else {
+            let (side, values) = match r {
+                Some(values) => ("only next start", values),
+                None => ("only tower-next", o.unwrap()),
+            };
+            report.differs(route, variant, format!("{name}: {side} sends {values:?}"));
+            continue;
+        };
+        let body_derived = BODY_HEADERS.contains(&name.as_str());
+        if stability != Stability::Stable && body_derived {
+            continue;
+        }
+        if stability == Stability::Revalidating && name == "x-nextjs-cache" {
+            let fresh_or_stale = |v: &Vec<String>| v.iter().all(|v| v == "HIT" || v == "STALE");
+            if !(fresh_or_stale(r) && fresh_or_stale(o)) {
+                report.differs(route, variant, format!("{name}: {r:?} vs {o:?}"));
+            }
+            continue;
+        }
+        let (mut r, mut o) = (r.clone(), o.clone());
+        r.sort();
+        o.sort();
+        if r != o {
+            report.differs(route, variant, format!("{name}: {r:?} vs {o:?}"));
+        }
+    }
+
+    let compare_bytes = stability == Stability::Stable
+        || variant == Variant::Head
+        || reference.body.is_empty()
+        || ours.body.is_empty();
+    if compare_bytes && reference.body != ours.body {
+        report.differs(
+            route,
+            variant,
+            describe_body_difference(&reference.body, &ours.body),
+        );
+    }
+}
+
+/// For an ISR page: a conditional GET answered `304` on one server and `200` on the other
+/// is fine when the `200` carries an ETag other than the one sent, i.e. that server
+/// regenerated the page between the GET and the conditional GET.
+fn revalidated_in_between(
+    stability: Stability,
+    reference: &Captured,
+    ours: &Captured,
+    sent_etags: Option<(&str, &str)>,
+) -> bool {
+    let Some((reference_sent, our_sent)) = sent_etags else {
+        return false;
+    };
+    if stability != Stability::Revalidating {
+        return false;
+    }
+    let regenerated = |c: &Captured, sent: &str| c.status == 200 && c.header("etag") != Some(sent);
+    match (reference.status, ours.status) {
+        (304, 200) => regenerated(ours, our_sent),
+        (200, 304) => regenerated(reference, reference_sent),
+        _ => false,
+    }
+}
+
+fn describe_body_difference(reference: &[u8], ours: &[u8]) -> String {
+    let at = reference
+        .iter()
+        .zip(ours)
+        .position(|(r, o)| r != o)
+        .unwrap_or(reference.len().min(ours.len()));
+    let excerpt = |body: &[u8]| {
+        let start = at.saturating_sub(20);
+        let end = (at + 40).min(body.len());
+        String::from_utf8_lossy(&body[start.min(end)..end]).into_owned()
+    };
+    format!(
+        "body: {} vs {} bytes, first difference at byte {at}: {:?} vs {:?}",
+        reference.len(),
+        ours.len(),
+        excerpt(reference),
+        excerpt(ours)
+    )
+}
+
+/// DESIGN.md §2, rule 4: a path that neither Next's route table nor a next.config rule or
+/// middleware matcher claims is the inner service's, here axum's default 404.
+async fn layer_leaves_unknown_paths_to_the_inner_service(servers: &Servers, report: &mut Report) {
+    let route = Route::new("/nope", Stability::Stable);
+    report.compared += 1;
+    match servers
+        .send(servers.layer, Method::GET, &route.path, &[])
+        .await
+    {
+        Ok(c)
+            if c.status == 404 && c.body.is_empty() && !c.headers.contains_key("x-powered-by") => {}
+        Ok(c) => report.differs(
+            &route,
+            Variant::Get,
+            format!(
+                "through the layer: expected the inner service's empty 404, got {} with {} bytes",
+                c.status,
+                c.body.len()
+            ),
+        ),
+        Err(e) => report.differs(&route, Variant::Get, format!("through the layer: {e}")),
+    }
+}
+
+/// A request to `/api/echo-headers`, and the `X-Forwarded-For/Host/Proto/Port` values each
+/// server's route handler is expected to see.
+struct EchoCase<'a> {
+    variant: &'static str,
+    headers: &'a [(&'a str, &'a str)],
+    next_start_sees: [&'a str; 4],
+    tower_next_sees: [&'a str; 4],
+}
+
+/// The request a route handler sees (`/api/echo-headers` answers its request headers as
+/// JSON) is the one `next start` would see, but for the `X-Forwarded-*` headers that differ
+/// on purpose (see the module docs).
+async fn next_sees_the_same_request_headers(servers: &Servers, report: &mut Report) {
+    const PATH: &str = "/api/echo-headers";
+    const FORWARDED: [&str; 4] = [
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-forwarded-port",
+    ];
+    let reference_port = servers.reference.port().to_string();
+    let cases = [
+        EchoCase {
+            variant: "GET request headers",
+            headers: &[("cookie", "a=1; b=2"), ("x-test", "yes")],
+            next_start_sees: ["127.0.0.1", HOST, "http", &reference_port],
+            tower_next_sees: ["127.0.0.1", HOST, "http", "3000"],
+        },
+        EchoCase {
+            variant: "GET X-Forwarded-* spoofed",
+            headers: &[
+                ("cookie", "a=1; b=2"),
+                ("x-forwarded-for", "203.0.113.9"),
+                ("x-forwarded-host", "evil.example"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-port", "99"),
+            ],
+            next_start_sees: ["203.0.113.9", "evil.example", "https", "99"],
+            tower_next_sees: ["127.0.0.1", HOST, "http", "3000"],
+        },
+    ];
+    for case in cases {
+        report.compared += 1;
+        let (reference, ours) = servers
+            .both(Via::Layer, Method::GET, PATH, case.headers, case.headers)
+            .await;
+        let (mut reference, mut ours) = match (echoed(reference), echoed(ours)) {
+            (Ok(r), Ok(o)) => (r, o),
+            (r, o) => {
+                let what = format!("{:?} vs {:?}", r.err(), o.err());
+                report.differs_in(PATH, case.variant, what);
+                continue;
+            }
+        };
+        for (i, name) in FORWARDED.iter().enumerate() {
+            let seen = (reference.remove(*name), ours.remove(*name));
+            let expected = (case.next_start_sees[i], case.tower_next_sees[i]);
+            let as_str = |v: &Option<serde_json::Value>| v.as_ref()?.as_str().map(str::to_owned);
+            if (as_str(&seen.0).as_deref(), as_str(&seen.1).as_deref())
+                != (Some(expected.0), Some(expected.1))
+            {
+                let what = format!("{name} seen by Next: {seen:?}, expected {expected:?}");
+                report.differs_in(PATH, case.variant, what);
+            }
+        }
+        if reference != ours {
+            let what = format!("request headers seen by Next: {reference:?} vs {ours:?}");
+            report.differs_in(PATH, case.variant, what);
+        }
+    }
+}
+
+/// The request headers `/api/echo-headers` answered.
+fn echoed(
+    response: Result<Captured, String>,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let captured = response?;
+    serde_json::from_slice(&captured.body)
+        .map_err(|err| format!("{}, not JSON: {err}", captured.status))
+}
