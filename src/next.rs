@@ -9,7 +9,7 @@ use crate::{
     Error, NextOptions,
     body::{Body, BoxError, plain_response},
     proxy::{Dispatch, Proxy},
-    routes::{RouteTable, Routing},
+    routes::{RouteTable, Routing, watch_dev_routes},
     runtime::{AppInfo, Worker, WorkerState},
     service::NextService,
 };
@@ -30,6 +30,8 @@ struct Shared {
     routes: ArcSwap<RouteTable>,
     proxy: Proxy,
     worker: Worker,
+    /// Dev only: keeps the route folders watched while the app lives.
+    _dev_watcher: Option<notify::RecommendedWatcher>,
     // Last: removed after the worker has been told to stop.
     _private_dir: tempfile::TempDir,
 }
@@ -71,17 +73,32 @@ impl Next {
         let (worker, info) = Worker::start(&options, &dir, private_dir.path(), 0).await?;
         let routes = RouteTable::load(&dir, &info, options.dev)?;
         let proxy = Proxy::new(worker.socket(), options.trust_forwarded);
-        Ok(Next {
-            shared: Arc::new(Shared {
-                options,
-                dir,
-                info,
-                routes: ArcSwap::from_pointee(routes),
-                proxy,
-                worker,
-                _private_dir: private_dir,
-            }),
-        })
+        let dev_watch = if options.dev {
+            match watch_dev_routes(&dir) {
+                Ok((watcher, changes)) => Some((watcher, changes)),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot watch the route folders; pages added later need a restart");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let (dev_watcher, changes) = dev_watch.unzip();
+        let shared = Arc::new(Shared {
+            options,
+            dir,
+            info,
+            routes: ArcSwap::from_pointee(routes),
+            proxy,
+            worker,
+            _dev_watcher: dev_watcher,
+            _private_dir: private_dir,
+        });
+        if let Some(changes) = changes {
+            tokio::spawn(refresh_dev_routes(Arc::downgrade(&shared), changes));
+        }
+        Ok(Next { shared })
     }
 
     /// The request handler, `app.getRequestHandler()`: a tower `Service` that gives every
@@ -190,6 +207,39 @@ impl Next {
                 tracing::warn!(%reason, "no Next.js worker ready");
                 unavailable(&reason)
             }
+        }
+    }
+}
+
+/// Dev mode: rebuilds the route table after each burst of changes in the route folders,
+/// until the app is dropped (which drops the watcher and closes `changes`).
+async fn refresh_dev_routes(
+    shared: std::sync::Weak<Shared>,
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    while changes.recv().await.is_some() {
+        // Editors write in several steps: let the burst settle, then scan once.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        while changes.try_recv().is_ok() {}
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut info = shared.info.clone();
+        match shared.proxy.control("middleware-matchers").await {
+            Ok(body) => match serde_json::from_slice(&body) {
+                Ok(matchers) => info.middleware_matchers = matchers,
+                Err(err) => tracing::warn!(error = %err, "unreadable middleware matchers"),
+            },
+            Err(err) => {
+                tracing::warn!(error = %err, "could not ask the worker for middleware matchers")
+            }
+        }
+        match RouteTable::load(&shared.dir, &info, true) {
+            Ok(table) => {
+                shared.routes.store(Arc::new(table));
+                tracing::debug!("dev routes refreshed");
+            }
+            Err(err) => tracing::warn!(error = %err, "could not refresh dev routes"),
         }
     }
 }

@@ -9,6 +9,7 @@ pub(crate) const BRIDGE_PREFIX: &str = "x-tower-next-";
 pub(crate) const RENDER: HeaderName = HeaderName::from_static("x-tower-next-render");
 pub(crate) const QUERY: HeaderName = HeaderName::from_static("x-tower-next-query");
 pub(crate) const NOT_FOUND: HeaderName = HeaderName::from_static("x-tower-next-not-found");
+pub(crate) const CONTROL: HeaderName = HeaderName::from_static("x-tower-next-control");
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");

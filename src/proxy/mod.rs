@@ -2,6 +2,7 @@
 
 mod connector;
 pub(crate) mod headers;
+mod upgrade;
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
@@ -58,6 +59,7 @@ impl Proxy {
         let peer = client_addr(&parts.extensions).map(|addr| addr.ip());
         let scheme = parts.uri.scheme_str().unwrap_or("http").to_owned();
         let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+        let client_upgrade = upgrade::take(&mut parts);
         headers::to_worker(
             &mut parts.headers,
             authority.as_deref(),
@@ -67,6 +69,9 @@ impl Proxy {
                 trust_forwarded: self.trust_forwarded,
             },
         );
+        if let Some(upgrade) = &client_upgrade {
+            upgrade.restore_request_headers(&mut parts.headers);
+        }
         match &dispatch {
             Dispatch::Handle => {}
             Dispatch::Render { page, query } => {
@@ -94,9 +99,22 @@ impl Proxy {
         parts.version = Version::HTTP_11;
 
         match self.client.request(Request::from_parts(parts, body)).await {
-            Ok(response) => {
+            Ok(mut response) => {
+                let worker_upgrade = (response.status() == StatusCode::SWITCHING_PROTOCOLS)
+                    .then(|| {
+                        response
+                            .extensions_mut()
+                            .remove::<hyper::upgrade::OnUpgrade>()
+                    })
+                    .flatten();
                 let (mut parts, body) = response.into_parts();
+                let switching = upgrade::switching_headers(&parts);
                 headers::from_worker(&mut parts.headers);
+                if let (Some(client), Some(worker)) = (client_upgrade, worker_upgrade) {
+                    parts.headers.extend(switching);
+                    client.tunnel(worker);
+                    return Response::from_parts(parts, Body::empty());
+                }
                 Response::from_parts(parts, Body::new(body))
             }
             Err(err) => {
@@ -109,6 +127,32 @@ impl Proxy {
                 plain_response(StatusCode::BAD_GATEWAY, reason)
             }
         }
+    }
+}
+
+impl Proxy {
+    /// Asks the bridge itself (not Next) for something it knows, e.g. `middleware-matchers`.
+    pub(crate) async fn control(&self, name: &'static str) -> Result<bytes::Bytes, String> {
+        use http_body_util::BodyExt;
+        let request = Request::builder()
+            .uri("http://worker/")
+            .header(headers::CONTROL, name)
+            .body(Body::empty())
+            .map_err(|err| err.to_string())?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|err| err.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("bridge answered {}", response.status()));
+        }
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|err| err.to_string())?;
+        Ok(body.to_bytes())
     }
 }
 

@@ -8,6 +8,7 @@
 mod dev;
 mod manifest;
 mod pattern;
+mod watch;
 
 use std::{borrow::Cow, collections::HashSet, path::Path};
 
@@ -16,6 +17,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::{Error, proxy::Dispatch, runtime::AppInfo};
 use pattern::PathPattern;
+pub(crate) use watch::watch_dev_routes;
 
 /// A regular expression with JavaScript semantics, as Next writes them into manifests
 /// (named groups, lookaheads).
@@ -120,6 +122,12 @@ impl RouteTable {
         };
         if dev {
             dev::scan(&mut table, dir, &config.page_extensions);
+            for matcher in &info.middleware_matchers {
+                match JsRegex::new(matcher) {
+                    Ok(regex) => table.middleware.push(regex),
+                    Err(err) => tracing::warn!(%err, "skipping a middleware matcher"),
+                }
+            }
         } else {
             manifest::load(&mut table, &config.dist_dir)?;
         }

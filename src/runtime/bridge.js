@@ -82,6 +82,37 @@ function buildNextVersion(distDir) {
   }
 }
 
+// The middleware (Next 16: proxy) matchers in dev, where the build manifest is written
+// only once the middleware has compiled: read by Next's own static analysis of the file.
+async function devMiddlewareMatchers(nextDir, config) {
+  const extensions = config.pageExtensions || ['tsx', 'ts', 'jsx', 'js'];
+  for (const base of [options.dir, path.join(options.dir, 'src')]) {
+    for (const name of ['proxy', 'middleware']) {
+      for (const extension of extensions) {
+        const file = path.join(base, `${name}.${extension}`);
+        if (!fs.existsSync(file)) continue;
+        try {
+          const { getPageStaticInfo } = require(path.join(nextDir, 'dist/build/analysis/get-page-static-info'));
+          const info = await getPageStaticInfo({
+            pageFilePath: file,
+            nextConfig: config,
+            isDev: true,
+            page: `/${name}`,
+            pageType: 'root',
+          });
+          const matchers = info && info.middleware && info.middleware.matchers;
+          // No matcher: the middleware runs for every path.
+          return matchers ? matchers.map((m) => m.regexp) : ['^/.*$'];
+        } catch (err) {
+          console.error(`tower-next bridge: could not read the matcher of ${file}:`, err);
+          return ['^/.*$'];
+        }
+      }
+    }
+  }
+  return [];
+}
+
 async function main() {
   let nextPackageJson;
   try {
@@ -142,10 +173,21 @@ async function main() {
   const app = createApp(appOptions);
   await app.prepare();
   const handle = app.getRequestHandler();
+  // Next attaches its upgrade handler on the first HTTP request; attach it now, so that
+  // an HMR socket opened before any page request works too.
+  if (typeof app.setupWebSocketHandler === 'function') app.setupWebSocketHandler(server);
+  const middlewareMatchers = () => (options.dev ? devMiddlewareMatchers(nextDir, config) : Promise.resolve([]));
 
   server.on('request', (req, res) => {
     // Instructions from the host travel in x-tower-next-* headers. The host strips them
     // from client requests; Next never sees them.
+    if (req.headers[HEADER_PREFIX + 'control'] === 'middleware-matchers') {
+      middlewareMatchers().then((matchers) => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify(matchers));
+      });
+      return;
+    }
     const render = req.headers[HEADER_PREFIX + 'render'];
     const query = req.headers[HEADER_PREFIX + 'query'];
     const notFound = req.headers[HEADER_PREFIX + 'not-found'];
@@ -185,8 +227,10 @@ async function main() {
     fs.unlinkSync(options.socket);
   } catch {}
   server.keepAliveTimeout = 60_000;
+  const initialMatchers = await middlewareMatchers();
   server.listen(options.socket, () => {
     announce({
+      middlewareMatchers: initialMatchers,
       type: 'ready',
       nextVersion,
       buildId,

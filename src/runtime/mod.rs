@@ -25,6 +25,9 @@ pub(crate) struct AppInfo {
     pub next_version: String,
     pub build_id: String,
     pub config: ResolvedConfig,
+    /// Dev only: the middleware (proxy) matchers, read from its source.
+    #[serde(default)]
+    pub middleware_matchers: Vec<String>,
 }
 
 /// The parts of the resolved next.config that the Rust side acts on.

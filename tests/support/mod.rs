@@ -2,6 +2,8 @@
 //! across test binaries), servers on 127.0.0.1, and an HTTP client.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod browser;
+
 use std::{
     collections::hash_map::DefaultHasher,
     hash::{Hash, Hasher},
@@ -266,4 +268,36 @@ pub fn first_static_asset(html: &str) -> String {
         .expect("a /_next/static asset in the page");
     let end = html[start..].find(['"', '\'']).unwrap() + start;
     html[start..end].to_owned()
+}
+
+/// A private copy of the fixture app for dev mode (which writes into `.next` and would
+/// overwrite the shared production build): sources copied, `node_modules` hard-linked
+/// (instant, and Turbopack refuses a symlinked one). Removed when dropped.
+pub fn dev_project() -> tempfile::TempDir {
+    let fixture = fixture();
+    let parent = repo().join("target/dev-projects");
+    std::fs::create_dir_all(&parent).unwrap();
+    let copy = tempfile::Builder::new()
+        .prefix("app15-")
+        .tempdir_in(&parent)
+        .unwrap();
+    for entry in std::fs::read_dir(&fixture).unwrap().flatten() {
+        let name = entry.file_name();
+        if name == ".next" {
+            continue;
+        }
+        let link = name == "node_modules";
+        let status = Command::new("cp")
+            .arg(if link { "-al" } else { "-a" })
+            .arg(entry.path())
+            .arg(copy.path())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "copying {} failed",
+            entry.path().display()
+        );
+    }
+    copy
 }
