@@ -38,7 +38,7 @@ async fn main() -> std::io::Result<()> {
     };
 
     let listener = tokio::net::TcpListener::bind(common::address()).await?;
-    tracing::info!("listening on http://{}", listener.local_addr()?);
+    common::announce(&listener, &next)?;
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -26,7 +26,7 @@ async fn main() -> std::io::Result<()> {
     let handler = next.service();
 
     let listener = tokio::net::TcpListener::bind(common::address()).await?;
-    tracing::info!("listening on http://{}", listener.local_addr()?);
+    common::announce(&listener, &next)?;
 
     // Each connection holds a receiver; `closed()` on the sender resolves when all are gone.
     let (shutdown, connections) = tokio::sync::watch::channel(());

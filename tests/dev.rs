@@ -57,9 +57,14 @@ async fn hmr_socket_first_then_inner_websocket_and_live_routes() {
     let addr = support::serve(router(&next)).await;
 
     // The very first request is the HMR socket: Next's upgrade handler must be attached.
+    let hmr_path = if support::next_major() >= 16 {
+        "/_next/hmr?id=tower-next-test"
+    } else {
+        "/_next/webpack-hmr"
+    };
     let (mut hmr, response) = tokio::time::timeout(
         Duration::from_secs(90),
-        tokio_tungstenite::connect_async(format!("ws://{addr}/_next/webpack-hmr")),
+        tokio_tungstenite::connect_async(format!("ws://{addr}{hmr_path}")),
     )
     .await
     .expect("HMR socket connect timed out")
@@ -69,7 +74,8 @@ async fn hmr_socket_first_then_inner_websocket_and_live_routes() {
         .await
         .expect("no HMR message");
     let text = first.unwrap().unwrap().into_text().unwrap();
-    assert!(text.contains("\"action\""), "not an HMR message: {text}");
+    // Next 15 says {"action":"sync",…}, Next 16 {"type":"sync",…}.
+    assert!(text.contains("\"sync\""), "not Next's HMR greeting: {text}");
 
     // A WebSocket route of the user's own still reaches the inner service.
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/echo"))
@@ -153,7 +159,9 @@ async fn hmr_in_browser(turbo: bool) {
     let project = support::dev_project();
     let next = prepare_dev(project.path(), turbo).await;
     let addr = support::serve(router(&next)).await;
-    let base_url = format!("http://{addr}");
+    // Next's dev server only serves its dev resources (the HMR socket) to `localhost`, its
+    // hostname and `allowedDevOrigins`, as `next dev` does: browse as `localhost`.
+    let base_url = format!("http://localhost:{}", addr.port());
     let project_dir = project.path().to_str().unwrap().to_owned();
     tokio::task::spawn_blocking(move || {
         support::browser::run_script(

@@ -72,6 +72,18 @@ fn run(command: &mut Command) {
     }
 }
 
+/// Says where to browse. In dev, `localhost`: Next's dev server serves its HMR socket only
+/// to `localhost`, its `hostname` and next.config's `allowedDevOrigins`.
+pub fn announce(listener: &tokio::net::TcpListener, next: &Next) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    if next.is_dev() {
+        tracing::info!("listening on {addr}: open http://localhost:{}", addr.port());
+    } else {
+        tracing::info!("listening on http://{addr}");
+    }
+    Ok(())
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

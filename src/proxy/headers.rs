@@ -108,6 +108,26 @@ pub(crate) fn from_worker(headers: &mut HeaderMap) {
     remove_hop_by_hop(headers);
 }
 
+/// A rendered page is served at the request's path, not its own: a redirect to the page
+/// itself (Next 16's `_rsc` check, a trailing-slash fix) goes to the public path instead.
+pub(crate) fn redirect_to_public_path(headers: &mut HeaderMap, page: &str, public_path: &str) {
+    let Some(location) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let (path, rest) = location.split_at(location.find(['?', '#']).unwrap_or(location.len()));
+    if path.trim_end_matches('/') == page.trim_end_matches('/') && !path.is_empty() {
+        let trailing = if path.ends_with('/') && !public_path.ends_with('/') {
+            "/"
+        } else {
+            ""
+        };
+        let mapped = format!("{public_path}{trailing}{rest}");
+        if let Ok(value) = HeaderValue::from_str(&mapped) {
+            headers.insert(header::LOCATION, value);
+        }
+    }
+}
+
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -186,6 +206,17 @@ mod tests {
         assert!(headers.get("te").is_none());
         assert_eq!(headers["host"], "h2.example");
         assert_eq!(headers["accept"], "*/*");
+    }
+
+    #[test]
+    fn redirects_to_a_rendered_page_point_at_the_public_path() {
+        let mut headers = HeaderMap::new();
+        headers.insert("location", "/b?x=1&_rsc=abc".parse().unwrap());
+        redirect_to_public_path(&mut headers, "/b", "/a");
+        assert_eq!(headers["location"], "/a?x=1&_rsc=abc");
+        headers.insert("location", "/elsewhere".parse().unwrap());
+        redirect_to_public_path(&mut headers, "/b", "/a");
+        assert_eq!(headers["location"], "/elsewhere");
     }
 
     #[test]

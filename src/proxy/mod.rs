@@ -90,6 +90,7 @@ impl Proxy {
             }
         }
 
+        let public_path = parts.uri.path().to_owned();
         // The connector ignores the authority; the pool needs one to key connections.
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         parts.uri = match Uri::try_from(format!("http://worker{path}")) {
@@ -110,6 +111,9 @@ impl Proxy {
                 let (mut parts, body) = response.into_parts();
                 let switching = upgrade::switching_headers(&parts);
                 headers::from_worker(&mut parts.headers);
+                if let Dispatch::Render { page, .. } = &dispatch {
+                    headers::redirect_to_public_path(&mut parts.headers, page, &public_path);
+                }
                 if let (Some(client), Some(worker)) = (client_upgrade, worker_upgrade) {
                     parts.headers.extend(switching);
                     client.tunnel(worker);

@@ -69,6 +69,13 @@ struct MiddlewareEntry {
     matchers: Vec<Matcher>,
 }
 
+/// Next 16: the Node.js `proxy` (middleware) is listed with its matchers here.
+#[derive(Deserialize)]
+struct FunctionsConfigManifest {
+    #[serde(default)]
+    functions: std::collections::HashMap<String, MiddlewareEntry>,
+}
+
 #[derive(Deserialize)]
 struct Matcher {
     regexp: String,
@@ -93,6 +100,8 @@ pub(super) fn load(table: &mut RouteTable, dist_dir: &Path) -> Result<(), Error>
         read_json_or_default(&dist_dir.join("app-path-routes-manifest.json"))?;
     let middleware: Option<MiddlewareManifest> =
         read_json_optional(&dist_dir.join("server/middleware-manifest.json"))?;
+    let functions: Option<FunctionsConfigManifest> =
+        read_json_optional(&dist_dir.join("server/functions-config-manifest.json"))?;
 
     let manifest = dist_dir.join("routes-manifest.json");
     let compile = |source: &str| {
@@ -127,11 +136,17 @@ pub(super) fn load(table: &mut RouteTable, dist_dir: &Path) -> Result<(), Error>
             table.rules.push(compile(&rule.regex)?);
         }
     }
-    if let Some(middleware) = middleware {
-        for entry in middleware.middleware.values() {
-            for matcher in &entry.matchers {
-                table.middleware.push(compile(&matcher.regexp)?);
-            }
+    let edge = middleware
+        .into_iter()
+        .flat_map(|m| m.middleware.into_values());
+    let node = functions
+        .into_iter()
+        .flat_map(|f| f.functions.into_iter())
+        .filter(|(name, _)| name == "/_middleware")
+        .map(|(_, entry)| entry);
+    for entry in edge.chain(node) {
+        for matcher in &entry.matchers {
+            table.middleware.push(compile(&matcher.regexp)?);
         }
     }
     Ok(())

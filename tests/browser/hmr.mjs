@@ -17,8 +17,8 @@ import { join } from 'node:path';
 const OVERALL_TIMEOUT_MS = 90_000;
 const EXECUTABLE = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const [baseUrl, projectDir] = process.argv.slice(2);
-if (!/^http:\/\/127\.0\.0\.1:\d+$/.test(baseUrl || '') || !projectDir) {
-  console.error('usage: node hmr.mjs http://127.0.0.1:<port> <projectDir>');
+if (!/^http:\/\/(127\.0\.0\.1|localhost):\d+$/.test(baseUrl || '') || !projectDir) {
+  console.error('usage: node hmr.mjs http://localhost:<port> <projectDir>');
   process.exit(2);
 }
 
@@ -38,7 +38,7 @@ try {
     args: [
       '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
+      '--host-resolver-rules=MAP localhost 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
     ],
   });
   const page = context.pages()[0] || (await context.newPage());

@@ -24,17 +24,37 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The Next 15.5 fixture app, with `npm ci` and `next build` done. The first caller in any
-/// test process does the work, under a file lock; the others wait for it.
+/// The fixture app the tests run on: `tests/fixtures/$TOWER_NEXT_FIXTURE`, default `app15`
+/// (Next 15.5); `app16` is Next 16.4. `npm ci` and `next build` are done once: the first
+/// caller in any test process does the work, under a file lock; the others wait for it.
 pub fn fixture() -> PathBuf {
     static READY: OnceLock<PathBuf> = OnceLock::new();
     READY
-        .get_or_init(|| prepare_fixture(&repo().join("tests/fixtures/app15")))
+        .get_or_init(|| {
+            let name = std::env::var("TOWER_NEXT_FIXTURE").unwrap_or_else(|_| "app15".into());
+            prepare_fixture(&repo().join("tests/fixtures").join(name))
+        })
         .clone()
 }
 
+/// The major version of Next.js in the fixture.
+pub fn next_major() -> u32 {
+    let package =
+        std::fs::read_to_string(fixture().join("node_modules/next/package.json")).unwrap();
+    let package: serde_json::Value = serde_json::from_str(&package).unwrap();
+    package["version"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 fn prepare_fixture(dir: &Path) -> PathBuf {
-    let lock_path = repo().join("target/fixture-app15.lock");
+    let name = dir.file_name().unwrap().to_string_lossy();
+    let lock_path = repo().join(format!("target/fixture-{name}.lock"));
     std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
     let lock = std::fs::File::create(&lock_path).unwrap();
     lock.lock().expect("fixture lock");
