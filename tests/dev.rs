@@ -184,3 +184,53 @@ async fn hmr_in_the_browser_with_webpack() {
 async fn hmr_in_the_browser_with_turbopack() {
     hmr_in_browser(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compile_error_shows_next_error_page_and_the_server_keeps_running() {
+    let project = support::dev_project();
+    let next = prepare_dev(project.path(), false).await;
+    let addr = support::serve(router(&next)).await;
+    let client = support::client();
+    let about = || client.get(format!("http://{addr}/about")).send();
+    assert_eq!(about().await.unwrap().status(), 200);
+
+    let page = project.path().join("app/about/page.js");
+    let source = std::fs::read_to_string(&page).unwrap();
+    std::fs::write(&page, "export default function Broken( {\n").unwrap();
+    let broken = wait_until(Duration::from_secs(60), || async {
+        let response = about().await.unwrap();
+        response.status() == 500
+    })
+    .await;
+    assert!(
+        broken,
+        "a syntax error in a page did not give Next's 500 error page"
+    );
+
+    std::fs::write(&page, source).unwrap();
+    let fixed = wait_until(Duration::from_secs(60), || async {
+        let response = about().await.unwrap();
+        response.status() == 200 && response.text().await.unwrap().contains("About page")
+    })
+    .await;
+    assert!(fixed, "the page did not recover after the fix");
+    next.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_syntax_error_in_next_config_fails_prepare_with_the_file_named() {
+    let project = support::dev_project();
+    std::fs::write(
+        project.path().join("next.config.js"),
+        "module.exports = {\n",
+    )
+    .unwrap();
+    support::init_tracing();
+    let options = NextOptions::new(project.path()).dev(true);
+    let err = Next::prepare(options)
+        .await
+        .expect_err("prepare with a broken next.config");
+    let message = err.to_string();
+    assert!(message.contains("next.config"), "{message}");
+    assert!(message.contains("SyntaxError"), "{message}");
+}

@@ -128,7 +128,9 @@ async function main() {
   try {
     ({ config, shared: configShared } = await loadResolvedConfig(nextDir));
   } catch (err) {
-    fail('config', `could not load next.config: ${(err && err.stack) || err}`);
+    // The file, line and message lead the stack; the frames inside Node are noise.
+    const detail = String((err && err.stack) || err).split('\n').filter((line) => line.trim()).slice(0, 4).join('\n');
+    fail('config', `could not load next.config (fix the file named below, or pass conf): ${detail}`);
   }
   const userFileSystemRoutes = config.useFileSystemPublicRoutes !== false;
   const distDir = path.resolve(options.dir, config.distDir || '.next');
