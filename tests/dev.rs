@@ -173,7 +173,7 @@ async fn hmr_in_browser(turbo: bool) {
         support::browser::run_script(
             "hmr.mjs",
             &[&base_url, &project_dir],
-            Duration::from_secs(120),
+            Duration::from_secs(180),
         );
     })
     .await
