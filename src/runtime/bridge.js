@@ -34,26 +34,54 @@ process.stdin.on('end', hostGone);
 process.stdin.on('error', hostGone);
 process.stdin.resume();
 
-function resolveFromApp(request) {
-  return require.resolve(request, { paths: [options.dir] });
+// `output: 'standalone'`: a folder with server.js, its own traced node_modules and the
+// config the build recorded. Next runs from there, as server.js would run it; its
+// `.next/static` and `public/` are not copied there, and Rust serves them.
+function isStandaloneFolder(dir) {
+  return fs.existsSync(path.join(dir, 'server.js')) && fs.existsSync(path.join(dir, '.next/required-server-files.json'));
+}
+
+function useStandaloneConfig(dir) {
+  const recorded = JSON.parse(fs.readFileSync(path.join(dir, '.next/required-server-files.json'), 'utf8')).config;
+  process.env.__NEXT_PRIVATE_STANDALONE_CONFIG = JSON.stringify(recorded);
+}
+
+function resolveNext(dir) {
+  let packageJson;
+  try {
+    packageJson = require.resolve('next/package.json', { paths: [dir] });
+  } catch {
+    fail('next-not-installed', `cannot resolve 'next' from ${dir}`);
+  }
+  return { nextDir: path.dirname(packageJson), nextVersion: require(packageJson).version };
+}
+
+async function loadConfigOrFail(nextDir, dir) {
+  try {
+    return await loadResolvedConfig(nextDir, dir);
+  } catch (err) {
+    // The file, line and message lead the stack; the frames inside Node are noise.
+    const detail = String((err && err.stack) || err).split('\n').filter((line) => line.trim()).slice(0, 4).join('\n');
+    fail('config', `could not load next.config (fix the file named below, or pass conf): ${detail}`);
+  }
 }
 
 // Loads the config Next will run with and makes Next's router use it. Next 15.5's custom
 // server drops `conf` on the way to its router, which loads next.config itself; its config
 // cache hands that router the object loaded here, so `conf` is applied to that object.
-async function loadResolvedConfig(nextDir) {
+async function loadResolvedConfig(nextDir, dir) {
   const { default: loadConfig } = require(path.join(nextDir, 'dist/server/config'));
   const constants = require(path.join(nextDir, 'dist/shared/lib/constants'));
   const phase = options.dev ? constants.PHASE_DEVELOPMENT_SERVER : constants.PHASE_PRODUCTION_SERVER;
   let fileConfig = null;
   try {
-    fileConfig = await loadConfig(phase, options.dir, { silent: true });
+    fileConfig = await loadConfig(phase, dir, { silent: true });
   } catch (err) {
     if (!options.conf) throw err;
   }
   let config = fileConfig;
   if (options.conf) {
-    const custom = await loadConfig(phase, options.dir, { customConfig: options.conf, silent: true });
+    const custom = await loadConfig(phase, dir, { customConfig: options.conf, silent: true });
     if (fileConfig) {
       for (const key of Object.keys(fileConfig)) delete fileConfig[key];
       Object.assign(fileConfig, custom);
@@ -61,7 +89,7 @@ async function loadResolvedConfig(nextDir) {
       config = custom;
     }
   }
-  const cached = fileConfig && (await loadConfig(phase, options.dir, { silent: true })) === fileConfig;
+  const cached = fileConfig && (await loadConfig(phase, dir, { silent: true })) === fileConfig;
   return { config, shared: cached };
 }
 
@@ -114,26 +142,21 @@ async function devMiddlewareMatchers(nextDir, config) {
 }
 
 async function main() {
-  let nextPackageJson;
-  try {
-    nextPackageJson = resolveFromApp('next/package.json');
-  } catch {
-    fail('next-not-installed', `cannot resolve 'next' from ${options.dir}`);
-  }
-  const nextDir = path.dirname(nextPackageJson);
-  const nextVersion = require(nextPackageJson).version;
-
-  let config;
-  let configShared;
-  try {
-    ({ config, shared: configShared } = await loadResolvedConfig(nextDir));
-  } catch (err) {
-    // The file, line and message lead the stack; the frames inside Node are noise.
-    const detail = String((err && err.stack) || err).split('\n').filter((line) => line.trim()).slice(0, 4).join('\n');
-    fail('config', `could not load next.config (fix the file named below, or pass conf): ${detail}`);
-  }
+  let appDir = options.dir;
+  if (!options.dev && isStandaloneFolder(appDir)) useStandaloneConfig(appDir);
+  let { nextDir, nextVersion } = resolveNext(appDir);
+  let { config, shared: configShared } = await loadConfigOrFail(nextDir, appDir);
   const userFileSystemRoutes = config.useFileSystemPublicRoutes !== false;
-  const distDir = path.resolve(options.dir, config.distDir || '.next');
+  // The build output Rust reads: a project's own, also when Next runs from its standalone
+  // folder (whose copy lacks static/).
+  const distDir = path.resolve(appDir, config.distDir || '.next');
+  const standalone = path.join(distDir, 'standalone');
+  if (!options.dev && appDir === options.dir && config.output === 'standalone' && isStandaloneFolder(standalone)) {
+    appDir = standalone;
+    useStandaloneConfig(appDir);
+    ({ nextDir, nextVersion } = resolveNext(appDir));
+    ({ config, shared: configShared } = await loadConfigOrFail(nextDir, appDir));
+  }
 
   let buildId = 'development';
   if (!options.dev) {
@@ -160,7 +183,7 @@ async function main() {
   const createApp = next.default || next;
   const appOptions = {
     dev: !!options.dev,
-    dir: options.dir,
+    dir: appDir,
     conf,
     quiet: !!options.quiet,
     hostname: options.hostname,
