@@ -52,6 +52,61 @@ pub fn next_major() -> u32 {
         .unwrap()
 }
 
+/// The fixture app built with `output: 'standalone'`: a copy in `target/` (sources copied,
+/// `node_modules` hard-linked) whose next.config adds that option. Built once, like
+/// [`fixture`].
+pub fn standalone_fixture() -> PathBuf {
+    static READY: OnceLock<PathBuf> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let source = fixture();
+            let name = source.file_name().unwrap().to_string_lossy().into_owned();
+            let dir = repo().join("target").join(format!("{name}-standalone"));
+            let lock_path = repo().join(format!("target/fixture-{name}-standalone.lock"));
+            let lock = std::fs::File::create(&lock_path).unwrap();
+            lock.lock().expect("standalone fixture lock");
+            if !dir.join("node_modules").exists() {
+                std::fs::create_dir_all(&dir).unwrap();
+                let status = Command::new("cp")
+                    .arg("-al")
+                    .arg(source.join("node_modules"))
+                    .arg(&dir)
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+            }
+            for entry in std::fs::read_dir(&source).unwrap().flatten() {
+                let name = entry.file_name();
+                if [".next", "node_modules", "next.config.js"]
+                    .iter()
+                    .any(|skip| name == *skip)
+                {
+                    continue;
+                }
+                let status = Command::new("cp")
+                    .arg("-a")
+                    .arg(entry.path())
+                    .arg(&dir)
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+            }
+            std::fs::copy(
+                source.join("next.config.js"),
+                dir.join("next.config.base.js"),
+            )
+            .unwrap();
+            std::fs::write(
+                dir.join("next.config.js"),
+                "module.exports = { ...require('./next.config.base.js'), output: 'standalone' };\n",
+            )
+            .unwrap();
+            drop(lock);
+            prepare_fixture(&dir)
+        })
+        .clone()
+}
+
 fn prepare_fixture(dir: &Path) -> PathBuf {
     let name = dir.file_name().unwrap().to_string_lossy();
     let lock_path = repo().join(format!("target/fixture-{name}.lock"));
