@@ -54,6 +54,8 @@ pub enum Error {
         /// What was wrong with it.
         detail: String,
     },
+    /// [`crate::Next::reload`] after [`crate::Next::shutdown`].
+    ShutDown,
     /// An operating-system error while setting up the worker.
     Io(io::Error),
 }
@@ -96,6 +98,7 @@ impl fmt::Display for Error {
             Error::Manifest { path, detail } => {
                 write!(f, "could not read {}: {detail}", path.display())
             }
+            Error::ShutDown => write!(f, "the Next.js app has been shut down"),
             Error::Io(err) => write!(f, "could not set up the Next.js worker: {err}"),
         }
     }

@@ -48,4 +48,5 @@ pub use layer::NextLayer;
 pub use next::{Next, request_query};
 pub use options::NextOptions;
 pub use proxy::ClientAddr;
+pub use runtime::{PoolStatus, WorkerHealth, WorkerStatus};
 pub use service::{NextService, ResponseFuture};

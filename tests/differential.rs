@@ -424,7 +424,7 @@ async fn differential(scope: Scope) {
 
     let report = tokio::time::timeout(
         Duration::from_secs(120),
-        compare_all(&servers, next.build_id(), scope),
+        compare_all(&servers, &next.build_id(), scope),
     )
     .await
     .expect("the comparison finishes within 2 minutes");

@@ -118,9 +118,14 @@ fn alive(pid: u32) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_worker_gives_clear_responses_and_is_restarted() {
     support::init_tracing();
-    let next = Next::prepare(support::options().ready_wait(Duration::from_millis(200)))
-        .await
-        .unwrap();
+    // One worker: with no other to take over, requests see it die and come back.
+    let next = Next::prepare(
+        support::options()
+            .workers(1)
+            .ready_wait(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
     let addr = support::serve(Router::new().layer(NextLayer::new(next.clone()))).await;
     let client = support::client();
     let pid = next.worker_pid().expect("a running worker");
@@ -219,34 +224,40 @@ fn node_children(pid: u32) -> Vec<(u32, PathBuf)> {
 
 #[test]
 fn sigkill_of_the_host_leaves_no_node_process_or_folder_behind() {
-    let host = support::example("axum_layer", &[]);
+    let host = support::example("axum_layer", &[("WORKERS", "3")]);
     let host_pid = host.child.id();
     let workers = node_children(host_pid);
     assert_eq!(
         workers.len(),
-        1,
-        "expected one worker of {host_pid}: {workers:?}"
+        3,
+        "expected three workers of {host_pid}: {workers:?}"
     );
-    let (worker, private_dir) = workers[0].clone();
+    let private_dir = workers[0].1.clone();
+    assert!(workers.iter().all(|(_, dir)| *dir == private_dir));
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&private_dir).unwrap().permissions(),
     );
     assert_eq!(
         mode & 0o777,
         0o700,
-        "the worker's socket folder must be private"
+        "the workers' socket folder must be private"
     );
 
     kill(host_pid);
     let start = Instant::now();
-    while alive(worker) || private_dir.exists() {
+    let left = || workers.iter().filter(|(pid, _)| alive(*pid)).count();
+    while left() > 0 || private_dir.exists() {
         assert!(
             start.elapsed() < Duration::from_secs(2),
-            "2 s after SIGKILL of the host: worker alive {}, folder left {}",
-            alive(worker),
+            "2 s after SIGKILL of the host: {} worker(s) alive, folder left {}",
+            left(),
             private_dir.exists()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    support::progress(&format!(
+        "SIGKILL of the host: its 3 workers were gone after {:?}",
+        start.elapsed()
+    ));
     drop(host);
 }
