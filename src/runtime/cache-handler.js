@@ -53,9 +53,11 @@ function catchUp() {
     for (const line of lines) {
       if (!line) continue;
       const { tags, at } = JSON.parse(line);
-      // As Next's own revalidateTag records a tag, with the time it was revalidated.
+      // As a revalidation in this worker would record it: Next's 'use cache' handler
+      // sets the tag's time on every revalidation (the file-system cache only the first
+      // time), so the latest time wins.
       for (const tag of tags) {
-        if (!tagsManifest.has(tag)) tagsManifest.set(tag, at);
+        tagsManifest.set(tag, Math.max(tagsManifest.get(tag) ?? 0, at));
       }
     }
   } finally {
