@@ -161,10 +161,13 @@ impl Next {
     /// replaces the files the running workers read while it runs; see the README.
     ///
     /// On error (the new build is missing or its workers fail to start) the running app
-    /// is left as it was.
+    /// is left as it was. In development mode it is an error: Next.js recompiles itself.
     pub async fn reload(&self) -> Result<(), Error> {
-        let dir = project_dir(&self.shared.options.dir)?;
         let dev = self.shared.options.dev;
+        if dev {
+            return Err(Error::ReloadInDev);
+        }
+        let dir = project_dir(&self.shared.options.dir)?;
         self.shared
             .pool
             .reload(dir, |dir, info| RouteTable::load(dir, info, dev))

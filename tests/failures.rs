@@ -596,3 +596,52 @@ fn failed_starts(next: &Next) -> u32 {
         .map(|w| w.failed_starts)
         .sum()
 }
+
+#[test]
+fn sigterm_of_an_example_drains_and_stops_its_workers() {
+    let mut host = support::example("axum_layer", &[("WORKERS", "2")]);
+    let host_pid = host.child.id();
+    let workers = node_children(host_pid);
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    let private_dir = workers[0].1.clone();
+    let addr = host.addr;
+    // A request in flight when the signal comes.
+    let in_flight = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        std::io::Write::write_all(
+            &mut stream,
+            b"GET /api/worker?delay=1500 HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let mut response = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+        response
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    signal(host_pid, "-TERM");
+    let response = in_flight.join().unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "the request in flight did not finish: {response}"
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = host.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the example did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "the example exited with {status}");
+    for (pid, _) in &workers {
+        assert!(!alive(*pid), "worker {pid} outlived the example");
+    }
+    assert!(
+        !private_dir.exists(),
+        "{} left behind",
+        private_dir.display()
+    );
+}
