@@ -12,7 +12,6 @@
 //! other, after a warm-up run each. The table gives requests per second, p50 and p99
 //! latency, and the ratio to `next start`.
 
-#[allow(dead_code)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 
