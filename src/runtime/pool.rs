@@ -416,6 +416,10 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
         .await?
         .with_app(app)?;
         let generation = Arc::new(generation);
+        if shared.closing.load(Ordering::Acquire) {
+            stop(&generation).await;
+            return Err(Error::ShutDown);
+        }
         {
             let mut retiring = shared.retiring.lock().expect("retiring lock");
             let previous = shared.current.swap(generation.clone());
@@ -431,8 +435,9 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
         }
         shared.room.notify_waiters();
         if shared.closing.load(Ordering::Acquire) {
-            // Shut down while starting: the shutdown may not have seen this generation.
+            // Shut down just now: the shutdown may not have seen this generation.
             stop(&generation).await;
+            return Err(Error::ShutDown);
         }
         Ok(())
     }
