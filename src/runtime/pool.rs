@@ -58,9 +58,7 @@ impl<A> Clone for WorkerPool<A> {
 
 struct Shared<A> {
     options: NextOptions,
-    private_dir: PathBuf,
-    script: PathBuf,
-    cache_handler: PathBuf,
+    blueprint: Blueprint,
     current: ArcSwap<Generation<A>>,
     /// Previous generations after a reload: they finish their requests and serve their
     /// build's assets for the grace period.
@@ -75,10 +73,19 @@ struct Shared<A> {
     /// Held while shutting down; `true` once done.
     stopped: tokio::sync::Mutex<bool>,
     reloading: tokio::sync::Mutex<()>,
-    crash_report: Arc<CrashReport>,
     /// Where the search for the least busy worker starts, so ties rotate.
     rotate: AtomicUsize,
     epoch: Instant,
+}
+
+/// What the workers of every generation are started with.
+struct Blueprint {
+    options: NextOptions,
+    private_dir: PathBuf,
+    script: PathBuf,
+    cache_handler: PathBuf,
+    room: Arc<Notify>,
+    crash_report: Arc<CrashReport>,
 }
 
 /// The workers running one build, and what was derived from it.
@@ -158,25 +165,19 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
         tokio::fs::write(&script, BRIDGE_SCRIPT).await?;
         tokio::fs::write(&cache_handler, CACHE_HANDLER_SCRIPT).await?;
         let room = Arc::new(Notify::new());
-        let crash_report = Arc::new(CrashReport::default());
-        let generation = launch(
-            &options,
-            &dir,
-            &private_dir,
-            &script,
-            &cache_handler,
-            0,
-            &room,
-            &crash_report,
-        )
-        .await?;
-        let generation = generation.with_app(app)?;
+        let blueprint = Blueprint {
+            options: options.clone(),
+            private_dir,
+            script,
+            cache_handler,
+            room: room.clone(),
+            crash_report: Arc::default(),
+        };
+        let generation = blueprint.launch(&dir, 0).await?.with_app(app)?;
         Ok(WorkerPool {
             shared: Arc::new(Shared {
                 options,
-                private_dir,
-                script,
-                cache_handler,
+                blueprint,
                 current: ArcSwap::from_pointee(generation),
                 retiring: Mutex::default(),
                 has_retiring: AtomicBool::new(false),
@@ -186,7 +187,6 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
                 closing: AtomicBool::new(false),
                 stopped: tokio::sync::Mutex::new(false),
                 reloading: tokio::sync::Mutex::new(()),
-                crash_report,
                 rotate: AtomicUsize::new(0),
                 epoch: Instant::now(),
             }),
@@ -403,18 +403,7 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
             return Err(Error::ShutDown);
         }
         let id = shared.generations.fetch_add(1, Ordering::AcqRel);
-        let generation = launch(
-            &shared.options,
-            &dir,
-            &shared.private_dir,
-            &shared.script,
-            &shared.cache_handler,
-            id,
-            &shared.room,
-            &shared.crash_report,
-        )
-        .await?
-        .with_app(app)?;
+        let generation = shared.blueprint.launch(&dir, id).await?.with_app(app)?;
         let generation = Arc::new(generation);
         if shared.closing.load(Ordering::Acquire) {
             stop(&generation).await;
@@ -564,78 +553,72 @@ impl Drop for Queued<'_> {
     }
 }
 
-/// Starts the workers of a generation side by side; all must become ready.
-#[allow(clippy::too_many_arguments)]
-async fn launch(
-    options: &NextOptions,
-    dir: &Path,
-    private_dir: &Path,
-    script: &Path,
-    cache_handler: &Path,
-    id: u64,
-    room: &Arc<Notify>,
-    crash_report: &Arc<CrashReport>,
-) -> Result<Generation<()>, Error> {
-    let count = options.worker_count();
-    // Several workers share Next's cache through the build folder (README: the pool).
-    let tags_log = (count > 1).then(|| private_dir.join(format!("tags-{id}.log")));
-    let bridge_extra = match &tags_log {
-        Some(log) => {
-            std::fs::write(log, "")?;
-            serde_json::json!({ "sharedCache": { "handler": cache_handler, "tagsLog": log } })
+impl Blueprint {
+    /// Starts the workers of a generation side by side; all must become ready.
+    async fn launch(&self, dir: &Path, id: u64) -> Result<Generation<()>, Error> {
+        let count = self.options.worker_count();
+        // Several workers share Next's cache through the build folder (README: the pool).
+        let tags_log = (count > 1).then(|| self.private_dir.join(format!("tags-{id}.log")));
+        let bridge_extra = match &tags_log {
+            Some(log) => {
+                std::fs::write(log, "")?;
+                serde_json::json!({
+                    "sharedCache": { "handler": self.cache_handler, "tagsLog": log }
+                })
+            }
+            None => serde_json::json!({}),
+        };
+        let launches = (0..count).map(|index| {
+            Worker::start(Launch {
+                options: self.options.clone(),
+                dir: dir.to_owned(),
+                private_dir: self.private_dir.clone(),
+                script: self.script.clone(),
+                socket: self.private_dir.join(format!("worker-{id}.{index}.sock")),
+                name: format!("worker-{id}.{index}").into(),
+                bridge_extra: bridge_extra.clone(),
+                crash_report: self.crash_report.clone(),
+            })
+        });
+        let mut started = Vec::with_capacity(count);
+        let mut failure = None;
+        for result in futures::future::join_all(launches).await {
+            match result {
+                Ok(worker) => started.push(worker),
+                Err(err) => failure = failure.or(Some(err)),
+            }
         }
-        None => serde_json::json!({}),
-    };
-    let launches = (0..count).map(|index| {
-        Worker::start(Launch {
-            options: options.clone(),
+        if let Some(err) = failure {
+            for (worker, _) in &started {
+                worker.stop().await;
+            }
+            return Err(err);
+        }
+        let info = started[0].1.clone();
+        let slots = started
+            .into_iter()
+            .map(|(worker, _)| {
+                let slot = Arc::new(Slot {
+                    proxy: Proxy::new(worker.socket()),
+                    worker,
+                    in_flight: AtomicUsize::new(0),
+                    handled: AtomicU64::new(0),
+                    unreachable_until: AtomicU64::new(0),
+                    room: self.room.clone(),
+                });
+                tokio::spawn(watch_state(Arc::downgrade(&slot), self.room.clone()));
+                slot
+            })
+            .collect();
+        Ok(Generation {
+            app: (),
+            info,
             dir: dir.to_owned(),
-            private_dir: private_dir.to_owned(),
-            script: script.to_owned(),
-            socket: private_dir.join(format!("worker-{id}.{index}.sock")),
-            name: format!("worker-{id}.{index}").into(),
-            bridge_extra: bridge_extra.clone(),
-            crash_report: crash_report.clone(),
+            id,
+            slots,
+            tags_log,
         })
-    });
-    let mut started = Vec::with_capacity(count);
-    let mut failure = None;
-    for result in futures::future::join_all(launches).await {
-        match result {
-            Ok(worker) => started.push(worker),
-            Err(err) => failure = failure.or(Some(err)),
-        }
     }
-    if let Some(err) = failure {
-        for (worker, _) in &started {
-            worker.stop().await;
-        }
-        return Err(err);
-    }
-    let info = started[0].1.clone();
-    let slots = started
-        .into_iter()
-        .map(|(worker, _)| {
-            let slot = Arc::new(Slot {
-                proxy: Proxy::new(worker.socket()),
-                worker,
-                in_flight: AtomicUsize::new(0),
-                handled: AtomicU64::new(0),
-                unreachable_until: AtomicU64::new(0),
-                room: room.clone(),
-            });
-            tokio::spawn(watch_state(Arc::downgrade(&slot), room.clone()));
-            slot
-        })
-        .collect();
-    Ok(Generation {
-        app: (),
-        info,
-        dir: dir.to_owned(),
-        id,
-        slots,
-        tags_log,
-    })
 }
 
 /// Wakes waiting requests whenever the worker changes state; a restarted worker is
