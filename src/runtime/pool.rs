@@ -321,7 +321,8 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
                     return Err(refusal);
                 }
                 drop(current);
-                notified.await;
+                // Also look again when a refused worker's pause ends, which nothing signals.
+                let _ = tokio::time::timeout(UNREACHABLE_PAUSE, notified).await;
             }
         };
         match tokio::time::timeout(shared.options.ready_wait, wait).await {
