@@ -34,6 +34,10 @@ fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// The tests that measure time (the 2 s after a SIGKILL, health checks within 300 ms) or
+/// load the machine (kill -9 under load, a crash loop) run one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn prepare_error(options: NextOptions) -> Error {
     support::init_tracing();
     match Next::prepare(options).await {
@@ -224,6 +228,7 @@ fn node_children(pid: u32) -> Vec<(u32, PathBuf)> {
 
 #[test]
 fn sigkill_of_the_host_leaves_no_node_process_or_folder_behind() {
+    let _one_at_a_time = ONE_AT_A_TIME.blocking_lock();
     let host = support::example("axum_layer", &[("WORKERS", "3")]);
     let host_pid = host.child.id();
     let workers = node_children(host_pid);
@@ -290,6 +295,7 @@ fn ready(next: &Next) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_of_a_worker_under_load_fails_only_its_requests_in_flight() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     const CLIENTS: usize = 4;
     const MAX_PER_CLIENT: usize = 3000;
     support::init_tracing();
@@ -366,6 +372,7 @@ async fn kill_9_of_a_worker_under_load_fails_only_its_requests_in_flight() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unresponsive_worker_gets_no_requests_and_is_replaced() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     support::init_tracing();
     let next = Next::prepare(
         support::options()
@@ -512,6 +519,7 @@ fn cpu_ticks() -> u64 {
 // One thread, so that the scoped log capture sees every task.
 #[tokio::test]
 async fn crash_loop_is_reported_once_answered_503_at_once_and_recovers() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let logs = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter("tower_next=info")
@@ -599,6 +607,7 @@ fn failed_starts(next: &Next) -> u32 {
 
 #[test]
 fn sigterm_of_an_example_drains_and_stops_its_workers() {
+    let _one_at_a_time = ONE_AT_A_TIME.blocking_lock();
     let mut host = support::example("axum_layer", &[("WORKERS", "2")]);
     let host_pid = host.child.id();
     let workers = node_children(host_pid);

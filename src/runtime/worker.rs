@@ -24,6 +24,8 @@ use crate::{Error, NextOptions};
 
 /// Lines of stderr kept to explain a failed start.
 const STDERR_TAIL: usize = 20;
+/// After a process exits, how long its pipes may take to deliver what it wrote last.
+const PIPE_DRAIN: Duration = Duration::from_secs(1);
 /// Restart delays grow from the first to the last, and reset after a healthy run.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -135,6 +137,8 @@ struct Process {
     _stdin: tokio::process::ChildStdin,
     status: oneshot::Receiver<Status>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// Ends when stderr closes: after it, the tail is complete.
+    stderr_done: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Worker {
@@ -290,12 +294,13 @@ impl Launch {
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         tokio::spawn(read_stdout(stdout, self.name.clone(), status_tx));
-        tokio::spawn(read_stderr(stderr, self.name.clone(), stderr_tail.clone()));
+        let stderr_done = tokio::spawn(read_stderr(stderr, self.name.clone(), stderr_tail.clone()));
         Ok(Process {
             child,
             _stdin: stdin,
             status,
             stderr_tail,
+            stderr_done: Some(stderr_done),
         })
     }
 }
@@ -310,25 +315,50 @@ impl Process {
             }
         })
         .await;
-        match outcome {
-            Ok(Ok(Some(Status::Ready(info)))) => Ok(info),
-            Ok(Ok(Some(Status::Error { code, message }))) => {
+        let status = match outcome {
+            Ok(Ok(status)) => status,
+            // Exited: its status line and last stderr lines may still be in the pipes.
+            Ok(Err(exit)) => {
+                let status = tokio::time::timeout(PIPE_DRAIN, &mut self.status).await;
+                match status {
+                    Ok(Ok(Status::Error { code, message })) => {
+                        self.stderr_closed().await;
+                        return Err(self.start_error(&code, message, dir));
+                    }
+                    _ => {
+                        self.stderr_closed().await;
+                        return Err(self.exit_error(exit));
+                    }
+                }
+            }
+            Err(_) => {
+                let _ = self.child.start_kill();
+                return Err(Error::StartTimeout {
+                    after: timeout,
+                    stderr: self.stderr(),
+                });
+            }
+        };
+        match status {
+            Some(Status::Ready(info)) => Ok(info),
+            Some(Status::Error { code, message }) => {
                 let _ = self.child.wait().await;
+                self.stderr_closed().await;
                 Err(self.start_error(&code, message, dir))
             }
             // stdout closed without a status line: the process is exiting.
-            Ok(Ok(None)) => {
+            None => {
                 let exit = self.child.wait().await;
+                self.stderr_closed().await;
                 Err(self.exit_error(exit))
             }
-            Ok(Err(exit)) => Err(self.exit_error(exit)),
-            Err(_) => {
-                let _ = self.child.start_kill();
-                Err(Error::StartTimeout {
-                    after: timeout,
-                    stderr: self.stderr(),
-                })
-            }
+        }
+    }
+
+    /// Waits (briefly) until the process's stderr has been read to its end.
+    async fn stderr_closed(&mut self) {
+        if let Some(reader) = self.stderr_done.take() {
+            let _ = tokio::time::timeout(PIPE_DRAIN, reader).await;
         }
     }
 
