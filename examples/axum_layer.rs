@@ -37,7 +37,7 @@ async fn main() -> std::io::Result<()> {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(common::shutdown_signal())
+    .with_graceful_shutdown(common::shutdown_signal(next.clone()))
     .await?;
     next.shutdown().await;
     Ok(())

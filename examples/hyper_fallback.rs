@@ -30,7 +30,7 @@ async fn main() -> std::io::Result<()> {
 
     // Each connection holds a receiver; `closed()` on the sender resolves when all are gone.
     let (shutdown, connections) = tokio::sync::watch::channel(());
-    let signal = common::shutdown_signal();
+    let signal = common::shutdown_signal(next.clone());
     tokio::pin!(signal);
     loop {
         let (stream, peer) = tokio::select! {

@@ -54,6 +54,11 @@ pub enum Error {
         /// What was wrong with it.
         detail: String,
     },
+    /// [`crate::Next::reload`] after [`crate::Next::shutdown`].
+    ShutDown,
+    /// [`crate::Next::reload`] in development mode, where Next.js recompiles changed files
+    /// itself (and two dev servers would write into the same `.next`).
+    ReloadInDev,
     /// An operating-system error while setting up the worker.
     Io(io::Error),
 }
@@ -96,6 +101,12 @@ impl fmt::Display for Error {
             Error::Manifest { path, detail } => {
                 write!(f, "could not read {}: {detail}", path.display())
             }
+            Error::ShutDown => write!(f, "the Next.js app has been shut down"),
+            Error::ReloadInDev => write!(
+                f,
+                "reload() serves a new production build; in development mode Next.js \
+                 recompiles changed files itself"
+            ),
             Error::Io(err) => write!(f, "could not set up the Next.js worker: {err}"),
         }
     }

@@ -1,8 +1,8 @@
 //! Serve a Next.js application as a tower [`Service`](tower_service::Service) or
 //! [`Layer`](tower_layer::Layer): the Next.js *custom server*, written in Rust.
 //!
-//! [`Next::prepare`] starts a supervised Node.js worker running the app (the seed's
-//! `next({...})` + `app.prepare()`), then:
+//! [`Next::prepare`] starts a pool of supervised Node.js workers running the app (the
+//! seed's `next({...})` + `app.prepare()`; one worker per core in production), then:
 //!
 //! - [`NextLayer`] wraps your service: requests Next.js owns go to Next.js, the rest reach
 //!   your routes;
@@ -27,8 +27,11 @@
 //! }
 //! ```
 //!
-//! Errors while serving are HTTP responses, never `Err`: `503` with `Retry-After` while
-//! the worker (re)starts, `502` with a one-line reason when it failed mid-request.
+//! Errors while serving are HTTP responses, never `Err`: `503` with `Retry-After` when no
+//! worker can take a request (starting, overloaded, shutting down), `504` when a worker
+//! does not answer within [`NextOptions::request_timeout`], `502` with a one-line reason
+//! when a worker failed mid-request. [`Next::shutdown`] stops gracefully and
+//! [`Next::reload`] switches to a new build without dropping a request.
 
 #![warn(missing_docs)]
 
@@ -48,4 +51,5 @@ pub use layer::NextLayer;
 pub use next::{Next, request_query};
 pub use options::NextOptions;
 pub use proxy::ClientAddr;
+pub use runtime::{PoolStatus, WorkerHealth, WorkerStatus};
 pub use service::{NextService, ResponseFuture};

@@ -1,23 +1,25 @@
 //! The `Next` handle: the prepared app, as the seed's `app` object.
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
 
-use arc_swap::ArcSwap;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 
 use crate::{
     Error, NextOptions,
     body::{Body, BoxError, plain_response},
-    proxy::{Dispatch, Proxy},
+    proxy::{self, Dispatch},
     routes::{RouteTable, Routing, watch_dev_routes},
-    runtime::{AppInfo, Worker, WorkerState},
+    runtime::{Generation, PoolStatus, WorkerPool},
     service::NextService,
 };
 
 /// A prepared Next.js app: the seed's `app = next({...})` after `app.prepare()`.
 ///
-/// Cheap to clone (an `Arc` inside). When the last clone is dropped the worker is stopped;
-/// [`Next::shutdown`] does the same and waits for it.
+/// Cheap to clone (an `Arc` inside). When the last clone is dropped the workers are
+/// stopped; [`Next::shutdown`] does the same gracefully and waits for it.
 #[derive(Clone)]
 pub struct Next {
     shared: Arc<Shared>,
@@ -25,24 +27,22 @@ pub struct Next {
 
 struct Shared {
     options: NextOptions,
-    dir: std::path::PathBuf,
-    info: AppInfo,
-    routes: ArcSwap<RouteTable>,
-    proxy: Proxy,
-    worker: Worker,
+    /// The workers, with the route table of the build they run.
+    pool: WorkerPool<RouteTable>,
     /// Dev only: keeps the route folders watched while the app lives.
     _dev_watcher: Option<notify::RecommendedWatcher>,
-    // Last: removed after the worker has been told to stop.
-    _private_dir: tempfile::TempDir,
+    // Last: removed after the workers have been told to stop.
+    private_dir: Mutex<Option<tempfile::TempDir>>,
 }
 
 impl std::fmt::Debug for Next {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let current = self.shared.pool.current();
         f.debug_struct("Next")
-            .field("dir", &self.shared.dir)
+            .field("dir", &current.dir)
             .field("dev", &self.shared.options.dev)
-            .field("next_version", &self.shared.info.next_version)
-            .field("build_id", &self.shared.info.build_id)
+            .field("next_version", &current.info.next_version)
+            .field("build_id", &current.info.build_id)
             .finish()
     }
 }
@@ -50,32 +50,21 @@ impl std::fmt::Debug for Next {
 impl Next {
     /// Starts the app and waits until it is ready: `app.prepare()`.
     ///
-    /// Spawns a Node.js worker running the embedded bridge, waits for Next.js to be prepared
-    /// and loads the route table. Fails with an actionable [`Error`] when Node.js or the
-    /// `next` package is missing, the production build is missing or stale, or the worker
-    /// exits while starting.
+    /// Spawns the Node.js workers ([`NextOptions::workers`]) running the embedded bridge,
+    /// waits for Next.js to be prepared in each and loads the route table. Fails with an
+    /// actionable [`Error`] when Node.js or the `next` package is missing, the production
+    /// build is missing or stale, or a worker exits while starting.
     pub async fn prepare(options: NextOptions) -> Result<Next, Error> {
-        let dir = std::fs::canonicalize(&options.dir).map_err(|source| Error::ProjectDir {
-            dir: options.dir.clone(),
-            source,
-        })?;
-        if !dir.is_dir() {
-            return Err(Error::ProjectDir {
-                dir,
-                source: std::io::Error::other("not a folder"),
-            });
-        }
-        // A private 0700 folder for the socket and the bridge script.
+        let dir = project_dir(&options.dir)?;
+        // A private 0700 folder for the sockets and the scripts.
         let private_dir = tempfile::Builder::new()
             .prefix("tower-next-")
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()?;
-        let (worker, info) = Worker::start(&options, &dir, private_dir.path(), 0).await?;
-        let routes = RouteTable::load(&dir, &info, options.dev)?;
-        let proxy = Proxy::new(worker.socket(), options.trust_forwarded);
-        let dev_watch = if options.dev {
+        let dev = options.dev;
+        let dev_watch = if dev {
             match watch_dev_routes(&dir) {
-                Ok((watcher, changes)) => Some((watcher, changes)),
+                Ok(watch) => Some(watch),
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot watch the route folders; pages added later need a restart");
                     None
@@ -84,16 +73,19 @@ impl Next {
         } else {
             None
         };
+        let pool = WorkerPool::start(
+            options.clone(),
+            dir,
+            private_dir.path().to_owned(),
+            |dir, info| RouteTable::load(dir, info, dev),
+        )
+        .await?;
         let (dev_watcher, changes) = dev_watch.unzip();
         let shared = Arc::new(Shared {
             options,
-            dir,
-            info,
-            routes: ArcSwap::from_pointee(routes),
-            proxy,
-            worker,
+            pool,
             _dev_watcher: dev_watcher,
-            _private_dir: private_dir,
+            private_dir: Mutex::new(Some(private_dir)),
         });
         if let Some(changes) = changes {
             tokio::spawn(refresh_dev_routes(Arc::downgrade(&shared), changes));
@@ -153,30 +145,77 @@ impl Next {
             .await
     }
 
-    /// Stops the worker: no new requests, in-flight ones get a grace period, then the
-    /// Node.js process is ended and its socket removed.
+    /// Stops gracefully: no new requests (they get `503`), requests in flight finish (up
+    /// to [`NextOptions::drain_timeout`]), then every worker gets SIGTERM and, after a
+    /// grace period of 5 s, SIGKILL; sockets and temporary files are removed. Calling it
+    /// again waits for the first call to finish.
     pub async fn shutdown(&self) {
-        self.shared.worker.stop().await;
+        self.shared.pool.shutdown().await;
+        let private_dir = self
+            .shared
+            .private_dir
+            .lock()
+            .expect("private dir lock")
+            .take();
+        if let Some(private_dir) = private_dir {
+            let path = private_dir.path().to_owned();
+            if let Err(err) = private_dir.close() {
+                tracing::warn!(dir = %path.display(), error = %err, "could not remove the private folder");
+            }
+        }
     }
 
-    /// The Next.js version the worker runs.
-    pub fn next_version(&self) -> &str {
-        &self.shared.info.next_version
+    /// Serves a new build without dropping a request: after `next build`, starts workers
+    /// on the new build, and once they are all ready swaps them in together with the new
+    /// route table. The previous workers finish the requests they have, and serve the
+    /// previous build's `/_next/static` files and `/_next/data` routes for
+    /// [`NextOptions::reload_grace`], so pages loaded before the reload can still load
+    /// their assets; then they are stopped.
+    ///
+    /// The project folder is resolved again, so the zero-downtime way is to build each
+    /// release in its own folder and point a symbolic link (the `dir` given to
+    /// [`NextOptions::new`]) at the new one before calling `reload`. A build made in place
+    /// replaces the files the running workers read while it runs; see the README.
+    ///
+    /// On error (the new build is missing or its workers fail to start) the running app
+    /// is left as it was. In development mode it is an error: Next.js recompiles itself.
+    pub async fn reload(&self) -> Result<(), Error> {
+        let dev = self.shared.options.dev;
+        if dev {
+            return Err(Error::ReloadInDev);
+        }
+        let dir = project_dir(&self.shared.options.dir)?;
+        self.shared
+            .pool
+            .reload(dir, |dir, info| RouteTable::load(dir, info, dev))
+            .await
     }
 
-    /// The build id (`.next/BUILD_ID`), or `development` in dev mode.
-    pub fn build_id(&self) -> &str {
-        &self.shared.info.build_id
+    /// The Next.js version the workers run.
+    pub fn next_version(&self) -> String {
+        self.shared.pool.current().info.next_version.clone()
     }
 
-    /// The project folder.
-    pub fn dir(&self) -> &Path {
-        &self.shared.dir
+    /// The build id (`.next/BUILD_ID`) the workers serve, or `development` in dev mode.
+    pub fn build_id(&self) -> String {
+        self.shared.pool.current().info.build_id.clone()
     }
 
-    /// The process id of the Node.js worker, if one is running (for monitoring).
+    /// The project folder (after resolving symbolic links, as of the last start or
+    /// reload).
+    pub fn dir(&self) -> PathBuf {
+        self.shared.pool.current().dir.clone()
+    }
+
+    /// The process id of a Node.js worker, if one is running (for monitoring; see
+    /// [`Next::pool_status`] for all of them).
     pub fn worker_pid(&self) -> Option<u32> {
-        self.shared.worker.pid()
+        self.shared.pool.current().first_pid()
+    }
+
+    /// The workers and their load, for monitoring.
+    pub fn pool_status(&self) -> PoolStatus {
+        self.shared.pool.status()
     }
 
     /// Whether the app runs in development mode.
@@ -184,29 +223,28 @@ impl Next {
         self.shared.options.dev
     }
 
-    pub(crate) fn routes(&self) -> arc_swap::Guard<Arc<RouteTable>> {
-        self.shared.routes.load()
+    pub(crate) fn routes(&self) -> Routes {
+        Routes(self.shared.pool.current())
     }
 
-    /// Sends a request to the worker, waiting (bounded) for it to be ready.
+    /// Sends a request to a worker of the pool.
     pub(crate) async fn dispatch(
         &self,
         request: Request<Body>,
         dispatch: Dispatch,
     ) -> Response<Body> {
-        let worker = &self.shared.worker;
-        let state = match worker.state() {
-            WorkerState::Ready => WorkerState::Ready,
-            _ => worker.wait_ready(self.shared.options.ready_wait).await,
-        };
-        match state {
-            WorkerState::Ready => self.shared.proxy.forward(request, dispatch).await,
-            WorkerState::Stopped => unavailable("Next.js is shutting down"),
-            WorkerState::Starting => unavailable("Next.js worker is starting"),
-            WorkerState::Down(reason) => {
-                tracing::warn!(%reason, "no Next.js worker ready");
-                unavailable(&reason)
+        let mut request = request;
+        let upgrade = proxy::take_upgrade(&mut request);
+        let public_path = request.uri().path().to_owned();
+        match proxy::prepare(request, &dispatch, self.shared.options.trust_forwarded) {
+            Ok(mut request) => {
+                if let Some(upgrade) = &upgrade {
+                    upgrade.restore_request_headers(request.headers_mut());
+                }
+                let response = self.shared.pool.forward(request).await;
+                proxy::finish(response, &dispatch, &public_path, upgrade)
             }
+            Err(reason) => plain_response(StatusCode::BAD_REQUEST, reason),
         }
     }
 }
@@ -224,32 +262,51 @@ async fn refresh_dev_routes(
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let mut info = shared.info.clone();
-        match shared.proxy.control("middleware-matchers").await {
-            Ok(body) => match serde_json::from_slice(&body) {
-                Ok(matchers) => info.middleware_matchers = matchers,
-                Err(err) => tracing::warn!(error = %err, "unreadable middleware matchers"),
-            },
-            Err(err) => {
-                tracing::warn!(error = %err, "could not ask the worker for middleware matchers")
+        let matchers = match shared.pool.control("middleware-matchers").await {
+            Ok(body) => serde_json::from_slice::<Vec<String>>(&body).map_err(|err| err.to_string()),
+            Err(err) => Err(err),
+        };
+        let refreshed = shared.pool.replace_app(|dir, info| {
+            let mut info = info.clone();
+            match &matchers {
+                Ok(matchers) => info.middleware_matchers = matchers.clone(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not ask the worker for middleware matchers")
+                }
             }
-        }
-        match RouteTable::load(&shared.dir, &info, true) {
-            Ok(table) => {
-                shared.routes.store(Arc::new(table));
-                tracing::debug!("dev routes refreshed");
-            }
+            RouteTable::load(dir, &info, true)
+        });
+        match refreshed {
+            Ok(()) => tracing::debug!("dev routes refreshed"),
             Err(err) => tracing::warn!(error = %err, "could not refresh dev routes"),
         }
     }
 }
 
-fn unavailable(reason: &str) -> Response<Body> {
-    let mut response = plain_response(StatusCode::SERVICE_UNAVAILABLE, reason);
-    response
-        .headers_mut()
-        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
+/// The route table of the build that takes new requests.
+pub(crate) struct Routes(arc_swap::Guard<Arc<Generation<RouteTable>>>);
+
+impl std::ops::Deref for Routes {
+    type Target = RouteTable;
+
+    fn deref(&self) -> &RouteTable {
+        &self.0.app
+    }
+}
+
+/// The canonical project folder.
+fn project_dir(dir: &Path) -> Result<PathBuf, Error> {
+    let canonical = std::fs::canonicalize(dir).map_err(|source| Error::ProjectDir {
+        dir: dir.to_owned(),
+        source,
+    })?;
+    if !canonical.is_dir() {
+        return Err(Error::ProjectDir {
+            dir: canonical,
+            source: std::io::Error::other("not a folder"),
+        });
+    }
+    Ok(canonical)
 }
 
 /// The query pairs of a request, to pass on to [`Next::render`].

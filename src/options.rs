@@ -26,6 +26,14 @@ pub struct NextOptions {
     pub(crate) start_timeout: Duration,
     pub(crate) ready_wait: Duration,
     pub(crate) trust_forwarded: bool,
+    pub(crate) workers: Option<usize>,
+    pub(crate) max_in_flight: usize,
+    pub(crate) queue_size: usize,
+    pub(crate) request_timeout: Duration,
+    pub(crate) health_interval: Duration,
+    pub(crate) health_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) reload_grace: Duration,
 }
 
 impl NextOptions {
@@ -44,6 +52,14 @@ impl NextOptions {
             start_timeout: Duration::from_secs(60),
             ready_wait: Duration::from_secs(10),
             trust_forwarded: false,
+            workers: None,
+            max_in_flight: 32,
+            queue_size: 256,
+            request_timeout: Duration::from_secs(60),
+            health_interval: Duration::from_secs(5),
+            health_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(10),
+            reload_grace: Duration::from_secs(60),
         }
     }
 
@@ -102,7 +118,8 @@ impl NextOptions {
         self
     }
 
-    /// How long a request waits for a (re)starting worker before it is answered
+    /// How long a request may wait for a worker, one that is (re)starting or one with room
+    /// for it under [`max_in_flight`](Self::max_in_flight), before it is answered
     /// `503 Service Unavailable` with `Retry-After`. Default 10 s.
     pub fn ready_wait(mut self, wait: Duration) -> Self {
         self.ready_wait = wait;
@@ -115,5 +132,89 @@ impl NextOptions {
     pub fn trust_forwarded_headers(mut self, trust: bool) -> Self {
         self.trust_forwarded = trust;
         self
+    }
+
+    /// How many Node.js workers serve the app. Default: the number of cores
+    /// (`std::thread::available_parallelism`) in production, always 1 in development
+    /// (`next dev` compiles on demand and writes into the project; one compiler is enough).
+    ///
+    /// Requests go to the ready worker with the fewest outstanding requests. With more than
+    /// one worker, the workers share Next's cache through the project's `.next` folder
+    /// (see the README, "The worker pool"), unless next.config sets its own `cacheHandler`.
+    ///
+    /// # Panics
+    /// When `workers` is 0.
+    pub fn workers(mut self, workers: usize) -> Self {
+        assert!(workers > 0, "a pool needs at least one worker");
+        self.workers = Some(workers);
+        self
+    }
+
+    /// How many requests one worker handles at once. Default 32. A request counts from the
+    /// moment it is sent until its response body has been sent in full (or dropped). More
+    /// requests wait in the queue.
+    ///
+    /// # Panics
+    /// When `max` is 0.
+    pub fn max_in_flight(mut self, max: usize) -> Self {
+        assert!(max > 0, "max_in_flight must be at least 1");
+        self.max_in_flight = max;
+        self
+    }
+
+    /// How many requests may wait for a worker, across the pool. Default 256. Past it a
+    /// request is answered `503` with `Retry-After` at once: overload costs neither
+    /// unbounded memory nor unbounded latency. 0 means: never wait for a busy worker.
+    pub fn queue_size(mut self, size: usize) -> Self {
+        self.queue_size = size;
+        self
+    }
+
+    /// How long a worker may take to start answering a request (its response head) before
+    /// the request is answered `504 Gateway Timeout`. Default 60 s. A streaming response
+    /// that has started is not cut.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How often each worker is asked whether it still answers, and how long it has to
+    /// answer. Default every 5 s, within 5 s. A worker that misses a check gets no new
+    /// requests until it answers again; after three missed checks in a row it is killed
+    /// and replaced.
+    pub fn health_check(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.health_interval = interval;
+        self.health_timeout = timeout;
+        self
+    }
+
+    /// How long [`crate::Next::shutdown`] (and a reload, for the old workers) waits for
+    /// requests in flight to finish before the workers are stopped. Default 10 s.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// After [`crate::Next::reload`], how long the previous build's workers keep serving
+    /// that build's `/_next/static` files and `/_next/data` routes, so that pages loaded
+    /// before the reload can still load their assets. Default 60 s.
+    pub fn reload_grace(mut self, grace: Duration) -> Self {
+        self.reload_grace = grace;
+        self
+    }
+
+    /// The number of workers this configuration runs: 1 in development.
+    pub(crate) fn worker_count(&self) -> usize {
+        if self.dev {
+            if self.workers.is_some_and(|n| n > 1) {
+                tracing::warn!(
+                    "development mode runs one Next.js worker; workers(n) applies in production"
+                );
+            }
+            return 1;
+        }
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
     }
 }

@@ -402,7 +402,13 @@ enum Scope {
 async fn differential(scope: Scope) {
     let started = Instant::now();
     let reference = support::next_start();
-    let next = support::prepare().await;
+    // One worker, as `next start` is one process: this compares the proxy, not the pool.
+    // (With several workers, a page one worker renders on demand can answer STALE once on
+    // another that did not see it written yet; see the README's pool section.)
+    support::init_tracing();
+    let next = tower_next::Next::prepare(support::options().workers(1))
+        .await
+        .expect("prepare the fixture");
     let layer = support::serve(
         Router::new()
             .route("/healthz", get(|| async { "ok" }))
@@ -424,7 +430,7 @@ async fn differential(scope: Scope) {
 
     let report = tokio::time::timeout(
         Duration::from_secs(120),
-        compare_all(&servers, next.build_id(), scope),
+        compare_all(&servers, &next.build_id(), scope),
     )
     .await
     .expect("the comparison finishes within 2 minutes");

@@ -11,7 +11,7 @@ use std::{
 use axum::Router;
 use futures::StreamExt;
 use reqwest::StatusCode;
-use tower_next::{Error, Next, NextLayer, NextOptions};
+use tower_next::{Error, Next, NextLayer, NextOptions, WorkerHealth};
 
 /// A throwaway project folder that uses the fixture's installed `next`.
 fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -33,6 +33,10 @@ fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
     }
     dir
 }
+
+/// The tests that measure time (the 2 s after a SIGKILL, health checks within 300 ms) or
+/// load the machine (kill -9 under load, a crash loop) run one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn prepare_error(options: NextOptions) -> Error {
     support::init_tracing();
@@ -118,9 +122,14 @@ fn alive(pid: u32) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_worker_gives_clear_responses_and_is_restarted() {
     support::init_tracing();
-    let next = Next::prepare(support::options().ready_wait(Duration::from_millis(200)))
-        .await
-        .unwrap();
+    // One worker: with no other to take over, requests see it die and come back.
+    let next = Next::prepare(
+        support::options()
+            .workers(1)
+            .ready_wait(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
     let addr = support::serve(Router::new().layer(NextLayer::new(next.clone()))).await;
     let client = support::client();
     let pid = next.worker_pid().expect("a running worker");
@@ -219,34 +228,429 @@ fn node_children(pid: u32) -> Vec<(u32, PathBuf)> {
 
 #[test]
 fn sigkill_of_the_host_leaves_no_node_process_or_folder_behind() {
-    let host = support::example("axum_layer", &[]);
+    let _one_at_a_time = ONE_AT_A_TIME.blocking_lock();
+    let host = support::example("axum_layer", &[("WORKERS", "3")]);
     let host_pid = host.child.id();
     let workers = node_children(host_pid);
     assert_eq!(
         workers.len(),
-        1,
-        "expected one worker of {host_pid}: {workers:?}"
+        3,
+        "expected three workers of {host_pid}: {workers:?}"
     );
-    let (worker, private_dir) = workers[0].clone();
+    let private_dir = workers[0].1.clone();
+    assert!(workers.iter().all(|(_, dir)| *dir == private_dir));
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&private_dir).unwrap().permissions(),
     );
     assert_eq!(
         mode & 0o777,
         0o700,
-        "the worker's socket folder must be private"
+        "the workers' socket folder must be private"
     );
 
     kill(host_pid);
     let start = Instant::now();
-    while alive(worker) || private_dir.exists() {
+    let left = || workers.iter().filter(|(pid, _)| alive(*pid)).count();
+    while left() > 0 || private_dir.exists() {
         assert!(
             start.elapsed() < Duration::from_secs(2),
-            "2 s after SIGKILL of the host: worker alive {}, folder left {}",
-            alive(worker),
+            "2 s after SIGKILL of the host: {} worker(s) alive, folder left {}",
+            left(),
             private_dir.exists()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    support::progress(&format!(
+        "SIGKILL of the host: its 3 workers were gone after {:?}",
+        start.elapsed()
+    ));
     drop(host);
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Polls `done` every 20 ms, up to `limit`; returns how long it took.
+async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "not {what} after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+fn ready(next: &Next) -> usize {
+    next.pool_status()
+        .workers
+        .iter()
+        .filter(|w| w.health == WorkerHealth::Ready)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_a_worker_under_load_fails_only_its_requests_in_flight() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    const CLIENTS: usize = 4;
+    const MAX_PER_CLIENT: usize = 3000;
+    support::init_tracing();
+    let next = Next::prepare(support::options().workers(2)).await.unwrap();
+    let addr = support::serve(Router::new().layer(NextLayer::new(next.clone()))).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Each client: one request at a time, an SSR page, until told to stop (bounded count).
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let client = support::client();
+                let mut outcomes = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                    && outcomes.len() < MAX_PER_CLIENT
+                {
+                    let outcome = match client.get(format!("http://{addr}/dynamic")).send().await {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            match response.bytes().await {
+                                Ok(_) => Ok(status),
+                                Err(err) => Err(format!("{status}, body cut: {err}")),
+                            }
+                        }
+                        Err(err) => Err(format!("no response: {err}")),
+                    };
+                    outcomes.push(outcome);
+                }
+                outcomes
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let victim = next.pool_status().workers[0].pid.unwrap();
+    kill(victim);
+    let recovery = wait_until("back to two ready workers", Duration::from_secs(30), || {
+        let status = next.pool_status();
+        ready(&next) == 2 && status.workers[0].restarts == 1
+    })
+    .await;
+    let handled_after_recovery = next.pool_status().workers[0].handled;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut outcomes = Vec::new();
+    for client in clients {
+        outcomes.extend(client.await.unwrap());
+    }
+
+    let sent = outcomes.len();
+    let failed: Vec<_> = outcomes.iter().filter(|o| !matches!(o, Ok(200))).collect();
+    support::progress(&format!(
+        "kill -9 under load: {sent} requests from {CLIENTS} clients, {} failed {failed:?}, \
+         two ready workers again {recovery:?} after the kill",
+        failed.len()
+    ));
+    assert!(
+        failed
+            .iter()
+            .all(|o| matches!(o, Ok(502)) || matches!(o, Err(e) if e.contains("body cut"))),
+        "a request got no response, or a failure other than the dead worker's 502: {failed:?}"
+    );
+    assert!(
+        failed.len() <= CLIENTS,
+        "more failures than requests that can have been in flight on the dead worker: {failed:?}"
+    );
+    assert!(!alive(victim));
+    assert!(
+        next.pool_status().workers[0].handled > handled_after_recovery,
+        "the restarted worker took no requests"
+    );
+    next.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unresponsive_worker_gets_no_requests_and_is_replaced() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    support::init_tracing();
+    let next = Next::prepare(
+        support::options()
+            .workers(2)
+            .health_check(Duration::from_millis(200), Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    let addr = support::serve(Router::new().layer(NextLayer::new(next.clone()))).await;
+    let client = support::client();
+    let victim = next.pool_status().workers[0].pid.unwrap();
+    // Frozen: it accepts connections but answers nothing.
+    signal(victim, "-STOP");
+    let unhealthy = wait_until("marked unhealthy", Duration::from_secs(10), || {
+        next.pool_status().workers[0].health != WorkerHealth::Ready
+    })
+    .await;
+    for _ in 0..10 {
+        let response = client
+            .get(format!("http://{addr}/api/hello"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let replaced = wait_until("replaced", Duration::from_secs(30), || {
+        let worker = &next.pool_status().workers[0];
+        worker.restarts == 1 && worker.health == WorkerHealth::Ready
+    })
+    .await;
+    support::progress(&format!(
+        "frozen worker: out of rotation after {unhealthy:?}, replaced {replaced:?} later"
+    ));
+    assert!(!alive(victim), "the frozen worker was not killed");
+    assert_ne!(next.pool_status().workers[0].pid, Some(victim));
+    let response = client
+        .get(format!("http://{addr}/api/hello"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    next.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_connection_is_retried_on_another_worker_with_the_body() {
+    const SIZE: usize = 2 * 1024 * 1024;
+    support::init_tracing();
+    let next = Next::prepare(support::options().workers(2)).await.unwrap();
+    let addr = support::serve(Router::new().layer(NextLayer::new(next.clone()))).await;
+    let client = support::client();
+    let pid = next.pool_status().workers[0].pid.unwrap();
+    // Worker 0 still runs, but nothing can connect to it any more.
+    let socket = private_dir(pid).join("worker-0.0.sock");
+    std::fs::remove_file(&socket).unwrap();
+
+    // The first request goes to worker 0 (both idle, ties start there), is refused, and
+    // goes to worker 1 with its streamed body, which was never read.
+    let chunks = futures::stream::iter(
+        (0..SIZE / 65536).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 65536])),
+    );
+    let response = client
+        .post(format!("http://{addr}/api/hello"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let json: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(json["bytes"], SIZE, "{json}");
+    for _ in 0..5 {
+        let response = client
+            .get(format!("http://{addr}/api/hello"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let status = next.pool_status();
+    let handled: Vec<u64> = status.workers.iter().map(|w| w.handled).collect();
+    assert!(handled[0] >= 1, "worker 0 was never tried: {status:?}");
+    assert!(
+        handled.iter().sum::<u64>() > 6,
+        "no request was retried: {status:?}"
+    );
+    next.shutdown().await;
+}
+
+/// The Node processes' private folder, from a worker's command line.
+fn private_dir(pid: u32) -> PathBuf {
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    let script = cmdline
+        .split('\0')
+        .find(|arg| arg.ends_with("bridge.cjs"))
+        .unwrap();
+    Path::new(script).parent().unwrap().to_owned()
+}
+
+/// A project serving the fixture's build whose next.config throws while `crash` exists:
+/// an app that fails at start.
+fn crashing_project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = support::fixture();
+    for name in ["node_modules", ".next", "public", "package.json"] {
+        std::os::unix::fs::symlink(fixture.join(name), dir.path().join(name)).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("next.config.js"),
+        format!(
+            "if (require('fs').existsSync(__dirname + '/crash')) throw new Error('the app fails at start');\n\
+             module.exports = require({:?});\n",
+            fixture.join("next.config.js")
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// Log lines, captured.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// CPU time of this process and its waited-for children (the Node workers), in ticks.
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    // utime, stime, cutime, cstime: fields 14-17 of stat(5), 12-15 after the name.
+    fields[11..15]
+        .iter()
+        .map(|f| f.parse::<u64>().unwrap())
+        .sum()
+}
+
+// One thread, so that the scoped log capture sees every task.
+#[tokio::test]
+async fn crash_loop_is_reported_once_answered_503_at_once_and_recovers() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("tower_next=info")
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .with_ansi(false)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let project = crashing_project();
+    let next = Next::prepare(
+        NextOptions::new(project.path())
+            .workers(2)
+            .ready_wait(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    let addr = support::serve(Router::new().fallback_service(next.service())).await;
+    let client = support::client(); // 30 s timeout, shorter than ready_wait
+    std::fs::write(project.path().join("crash"), "").unwrap();
+    for worker in next.pool_status().workers {
+        kill(worker.pid.unwrap());
+    }
+    wait_until("in a crash loop", Duration::from_secs(30), || {
+        next.pool_status()
+            .workers
+            .iter()
+            .all(|w| w.failed_starts >= 1)
+    })
+    .await;
+
+    // Nothing will be ready soon: 503 at once, not after ready_wait.
+    let response = client
+        .get(format!("http://{addr}/about"))
+        .send()
+        .await
+        .expect("a request during a crash loop waited instead of getting 503");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    assert!(
+        response.text().await.unwrap().contains("fails to start"),
+        "the 503 says why"
+    );
+
+    let (ticks, attempts) = (cpu_ticks(), failed_starts(&next));
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (ticks, attempts) = (cpu_ticks() - ticks, failed_starts(&next) - attempts);
+    let ticks_per_second = 100; // USER_HZ on Linux
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let reports = text.matches("This error is reported once").count();
+    support::progress(&format!(
+        "crash loop: {attempts} failed restarts of 2 workers in 8 s, {:.2} s of CPU (host and \
+         Node), reported {reports} time(s)",
+        ticks as f64 / ticks_per_second as f64
+    ));
+    assert_eq!(
+        reports, 1,
+        "the crash loop was not reported exactly once:\n{text}"
+    );
+    assert!(
+        text.contains("the app fails at start"),
+        "the report shows the app's error:\n{text}"
+    );
+    assert!(attempts <= 12, "{attempts} restarts in 8 s: no backoff");
+
+    std::fs::remove_file(project.path().join("crash")).unwrap();
+    wait_until("recovered", Duration::from_secs(40), || ready(&next) == 2).await;
+    let response = client
+        .get(format!("http://{addr}/about"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    next.shutdown().await;
+}
+
+fn failed_starts(next: &Next) -> u32 {
+    next.pool_status()
+        .workers
+        .iter()
+        .map(|w| w.failed_starts)
+        .sum()
+}
+
+#[test]
+fn sigterm_of_an_example_drains_and_stops_its_workers() {
+    let _one_at_a_time = ONE_AT_A_TIME.blocking_lock();
+    let mut host = support::example("axum_layer", &[("WORKERS", "2")]);
+    let host_pid = host.child.id();
+    let workers = node_children(host_pid);
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    let private_dir = workers[0].1.clone();
+    let addr = host.addr;
+    // A request in flight when the signal comes.
+    let in_flight = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        std::io::Write::write_all(
+            &mut stream,
+            b"GET /api/worker?delay=1500 HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let mut response = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+        response
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    signal(host_pid, "-TERM");
+    let response = in_flight.join().unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "the request in flight did not finish: {response}"
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = host.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the example did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "the example exited with {status}");
+    for (pid, _) in &workers {
+        assert!(!alive(*pid), "worker {pid} outlived the example");
+    }
+    assert!(
+        !private_dir.exists(),
+        "{} left behind",
+        private_dir.display()
+    );
 }

@@ -1,5 +1,6 @@
 //! What every example shares: options from the environment, as the seed does
-//! (`dev = NODE_ENV !== 'production'`), first-run setup of the bundled app, and Ctrl-C.
+//! (`dev = NODE_ENV !== 'production'`), first-run setup of the bundled app, and a graceful
+//! stop on Ctrl-C or SIGTERM.
 #![allow(dead_code)] // each example uses a different part
 
 use std::{net::SocketAddr, path::PathBuf, process::Command};
@@ -25,14 +26,18 @@ pub fn address() -> SocketAddr {
 }
 
 /// The app in `$NEXT_DIR` (default: the app bundled with this repo), production when
-/// `NODE_ENV=production`.
+/// `NODE_ENV=production`, with `$WORKERS` Node.js workers (default: one per core).
 pub fn options() -> NextOptions {
     let dev = std::env::var("NODE_ENV").as_deref() != Ok("production");
     let dir = match std::env::var_os("NEXT_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => bundled_app(dev),
     };
-    NextOptions::new(dir).dev(dev).port(address().port())
+    let options = NextOptions::new(dir).dev(dev).port(address().port());
+    match std::env::var("WORKERS").ok().and_then(|n| n.parse().ok()) {
+        Some(workers) if workers > 0 => options.workers(workers),
+        _ => options,
+    }
 }
 
 /// Prepares the app, or exits with the error's advice.
@@ -84,8 +89,12 @@ pub fn announce(listener: &tokio::net::TcpListener, next: &Next) -> std::io::Res
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM, and starts Next's graceful shutdown right away: new
+/// requests get `503`, those in flight finish (up to the drain timeout), then the workers
+/// stop. So the server's own graceful shutdown, which waits for open connections, never
+/// waits on Next.js for long. Await `next.shutdown()` after the server has returned: it
+/// waits for the stop to finish.
+pub async fn shutdown_signal(next: Next) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");
     tokio::select! {
@@ -93,4 +102,5 @@ pub async fn shutdown_signal() {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+    tokio::spawn(async move { next.shutdown().await });
 }

@@ -2,7 +2,7 @@
 //! `101 Switching Protocols`, the two connections become one byte tunnel. Nothing is
 //! re-framed; when either side closes, the other is closed.
 
-use http::{HeaderMap, HeaderValue, header, request, response};
+use http::{HeaderMap, HeaderValue, header, response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -14,19 +14,19 @@ pub(crate) struct ClientUpgrade {
 
 /// Takes the upgrade from a request that asks for one and whose server supports it
 /// (hyper's `with_upgrades`, as `axum::serve` does). Other requests are proxied plainly.
-pub(crate) fn take(parts: &mut request::Parts) -> Option<ClientUpgrade> {
-    let asks = parts
-        .headers
+pub(crate) fn take<B>(request: &mut http::Request<B>) -> Option<ClientUpgrade> {
+    let asks = request
+        .headers()
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    let protocol = parts.headers.get(header::UPGRADE)?.clone();
+    let protocol = request.headers().get(header::UPGRADE)?.clone();
     if !asks {
         return None;
     }
-    let on_upgrade = parts.extensions.remove::<OnUpgrade>()?;
+    let on_upgrade = request.extensions_mut().remove::<OnUpgrade>()?;
     Some(ClientUpgrade {
         on_upgrade,
         protocol,

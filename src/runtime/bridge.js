@@ -171,7 +171,25 @@ async function main() {
   // useFileSystemPublicRoutes is enforced by the Rust layer. Next itself keeps it on, since
   // with it off Next 15 refuses app.render() as well (DESIGN.md §3).
   config.useFileSystemPublicRoutes = true;
-  if (!configShared && (options.conf || !userFileSystemRoutes)) {
+  // A pool of workers shares one cache: the build folder, through the embedded cache
+  // handler (see cache-handler.js). An app with its own cacheHandler keeps it: making it
+  // shared is that handler's job.
+  let sharedCache = false;
+  if (options.sharedCache && !config.cacheHandler) {
+    try {
+      require(options.sharedCache.handler);
+      config.cacheHandler = options.sharedCache.handler;
+      config.cacheMaxMemorySize = 0;
+      sharedCache = true;
+    } catch (err) {
+      console.error(
+        'tower-next: the shared cache handler does not load with this Next.js version; ' +
+          'each worker keeps its own cache, so revalidations reach one worker only:',
+        err,
+      );
+    }
+  }
+  if (!configShared && (options.conf || !userFileSystemRoutes || sharedCache)) {
     // Without a shared config cache, hand Next the whole resolved config the way its
     // standalone server does.
     process.env.__NEXT_PRIVATE_STANDALONE_CONFIG = JSON.stringify(config);
@@ -204,6 +222,11 @@ async function main() {
   const middlewareMatchers = () => (options.dev ? devMiddlewareMatchers(nextDir, config) : Promise.resolve([]));
 
   server.on('request', (req, res) => {
+    // The host's health check: answered here, so it shows that the event loop turns.
+    if (req.headers[HEADER_PREFIX + 'health']) {
+      res.writeHead(204).end();
+      return;
+    }
     // Instructions from the host travel in x-tower-next-* headers. The host strips them
     // from client requests; Next never sees them.
     if (req.headers[HEADER_PREFIX + 'control'] === 'middleware-matchers') {

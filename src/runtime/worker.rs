@@ -1,4 +1,5 @@
-//! One supervised Node.js worker: spawn, wait for the ready line, restart when it dies.
+//! One supervised Node.js worker: spawn, wait for the ready line, check its health,
+//! replace it when it dies or stops answering.
 
 use std::{
     collections::VecDeque,
@@ -12,51 +13,120 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, BufReader},
+    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::UnixStream,
     process::{Child, Command},
     sync::{oneshot, watch},
 };
 
-use super::{AppInfo, BRIDGE_SCRIPT, STATUS_MARK, Status};
+use super::{AppInfo, STATUS_MARK, Status};
 use crate::{Error, NextOptions};
 
 /// Lines of stderr kept to explain a failed start.
 const STDERR_TAIL: usize = 20;
+/// After a process exits, how long its pipes may take to deliver what it wrote last.
+const PIPE_DRAIN: Duration = Duration::from_secs(1);
 /// Restart delays grow from the first to the last, and reset after a healthy run.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
-/// How long a worker may drain after SIGTERM before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long a worker may finish its requests after SIGTERM before it is killed.
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Missed health checks in a row after which a worker is replaced.
+const MISSED_CHECKS_LIMIT: u32 = 3;
+/// The bridge answers this request itself, without Next.js: it shows that the worker's
+/// event loop turns. Rust strips `x-tower-next-*` headers from clients.
+const HEALTH_REQUEST: &[u8] =
+    b"GET /_tower-next/health HTTP/1.1\r\nhost: worker\r\nx-tower-next-health: 1\r\nconnection: close\r\n\r\n";
 
-/// Where the worker is in its life, as requests see it.
+/// Where the worker is in its life, as the pool sees it.
 #[derive(Clone, Debug)]
 pub(crate) enum WorkerState {
     Starting,
     Ready,
-    /// Down and about to be restarted; the reason is the one-line explanation for a 502.
-    Down(Arc<str>),
+    /// Running, but it missed its last health check: no new requests until it answers.
+    Unhealthy(Arc<str>),
+    /// Not running, and restarted after a backoff. `failing` once a restart has failed
+    /// (a crash loop): requests then get `503` at once instead of waiting for it.
+    Down {
+        reason: Arc<str>,
+        failing: bool,
+    },
     Stopped,
 }
 
 /// A supervised worker. Dropping it stops the worker.
 pub(crate) struct Worker {
+    name: Arc<str>,
     state: watch::Receiver<WorkerState>,
     stop: watch::Sender<bool>,
     supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
     socket: PathBuf,
-    /// The running process's id, 0 while there is none.
-    pid: Arc<AtomicU32>,
+    stats: Arc<Stats>,
 }
 
-/// Everything needed to (re)start the worker process.
-struct Launch {
-    options: NextOptions,
-    dir: PathBuf,
-    private_dir: PathBuf,
-    script: PathBuf,
-    socket: PathBuf,
-    name: Arc<str>,
+/// Counters the supervisor keeps for monitoring.
+#[derive(Default)]
+struct Stats {
+    /// The running process's id, 0 while there is none.
+    pid: AtomicU32,
+    /// Successful restarts.
+    restarts: AtomicU32,
+    /// Failed restarts since the last successful start.
+    failed_starts: AtomicU32,
+}
+
+/// Everything needed to (re)start one worker process.
+pub(crate) struct Launch {
+    pub options: NextOptions,
+    pub dir: PathBuf,
+    pub private_dir: PathBuf,
+    /// The bridge script, written once for the pool.
+    pub script: PathBuf,
+    pub socket: PathBuf,
+    pub name: Arc<str>,
+    /// More bridge options, set by the pool (its shared cache).
+    pub bridge_extra: serde_json::Value,
+    pub crash_report: Arc<CrashReport>,
+}
+
+/// Reports a crash loop once, however many workers and attempts hit the same error.
+#[derive(Default)]
+pub(crate) struct CrashReport {
+    last: Mutex<Option<String>>,
+}
+
+impl CrashReport {
+    fn restart_failed(&self, worker: &str, err: &Error, retry_in: Duration) {
+        let message = err.to_string();
+        let mut last = self.last.lock().expect("crash report lock");
+        if last.as_deref() == Some(message.as_str()) {
+            tracing::debug!(
+                worker,
+                retry_in_ms = retry_in.as_millis() as u64,
+                "worker restart failed again"
+            );
+            return;
+        }
+        tracing::error!(
+            worker,
+            "Next.js worker cannot start; retrying with backoff (up to {BACKOFF_MAX:?}), \
+             requests get 503 meanwhile. This error is reported once: {message}"
+        );
+        *last = Some(message);
+    }
+
+    fn started(&self, worker: &str) {
+        if self
+            .last
+            .lock()
+            .expect("crash report lock")
+            .take()
+            .is_some()
+        {
+            tracing::info!(worker, "Next.js worker starts again");
+        }
+    }
 }
 
 /// A running Node process and what it has said so far.
@@ -67,31 +137,18 @@ struct Process {
     _stdin: tokio::process::ChildStdin,
     status: oneshot::Receiver<Status>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// Ends when stderr closes: after it, the tail is complete.
+    stderr_done: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Worker {
     /// Starts the worker and waits until Next.js is prepared.
-    pub(crate) async fn start(
-        options: &NextOptions,
-        dir: &Path,
-        private_dir: &Path,
-        index: usize,
-    ) -> Result<(Worker, AppInfo), Error> {
-        let script = private_dir.join("bridge.cjs");
-        tokio::fs::write(&script, BRIDGE_SCRIPT).await?;
-        let launch = Launch {
-            options: options.clone(),
-            dir: dir.to_owned(),
-            private_dir: private_dir.to_owned(),
-            script,
-            socket: private_dir.join(format!("worker-{index}.sock")),
-            name: format!("worker-{index}").into(),
-        };
-
-        tracing::info!(worker = %launch.name, dir = %dir.display(), dev = options.dev, "starting Next.js");
+    pub(crate) async fn start(launch: Launch) -> Result<(Worker, AppInfo), Error> {
+        let options = &launch.options;
+        tracing::info!(worker = %launch.name, dir = %launch.dir.display(), dev = options.dev, "starting Next.js");
         let started = Instant::now();
         let mut process = launch.spawn()?;
-        let info = process.ready(options.start_timeout, dir).await?;
+        let info = process.ready(options.start_timeout, &launch.dir).await?;
         tracing::info!(
             worker = %launch.name,
             next = %info.next_version,
@@ -103,18 +160,28 @@ impl Worker {
         let (state_tx, state) = watch::channel(WorkerState::Ready);
         let (stop, stop_rx) = watch::channel(false);
         let socket = launch.socket.clone();
-        let pid = Arc::new(AtomicU32::new(process.child.id().unwrap_or(0)));
-        let supervisor = tokio::spawn(supervise(launch, process, state_tx, stop_rx, pid.clone()));
+        let name = launch.name.clone();
+        let stats = Arc::new(Stats::default());
+        stats
+            .pid
+            .store(process.child.id().unwrap_or(0), Ordering::Relaxed);
+        let supervisor = tokio::spawn(supervise(launch, process, state_tx, stop_rx, stats.clone()));
         Ok((
             Worker {
+                name,
                 state,
                 stop,
                 supervisor: Mutex::new(Some(supervisor)),
                 socket,
-                pid,
+                stats,
             },
             info,
         ))
+    }
+
+    /// The worker's name in logs, `worker-<generation>.<index>`.
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.name
     }
 
     /// The Unix socket the worker listens on.
@@ -122,28 +189,34 @@ impl Worker {
         &self.socket
     }
 
-    /// Waits until the worker is ready, up to `wait`. Returns the state it settled in.
-    pub(crate) async fn wait_ready(&self, wait: Duration) -> WorkerState {
-        let mut state = self.state.clone();
-        let settled = tokio::time::timeout(
-            wait,
-            state.wait_for(|s| matches!(s, WorkerState::Ready | WorkerState::Stopped)),
-        )
-        .await;
-        match settled {
-            Ok(Ok(s)) => s.clone(),
-            _ => self.state.borrow().clone(),
-        }
-    }
-
     /// The worker process's id, if one is running.
     pub(crate) fn pid(&self) -> Option<u32> {
-        Some(self.pid.load(Ordering::Relaxed)).filter(|pid| *pid != 0)
+        Some(self.stats.pid.load(Ordering::Relaxed)).filter(|pid| *pid != 0)
+    }
+
+    /// How often the worker has been restarted.
+    pub(crate) fn restarts(&self) -> u32 {
+        self.stats.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Failed restarts since the worker last started.
+    pub(crate) fn failed_starts(&self) -> u32 {
+        self.stats.failed_starts.load(Ordering::Relaxed)
     }
 
     /// The current state, without waiting.
     pub(crate) fn state(&self) -> WorkerState {
         self.state.borrow().clone()
+    }
+
+    /// Whether the worker takes new requests, without cloning the state.
+    pub(crate) fn is_ready(&self) -> bool {
+        matches!(*self.state.borrow(), WorkerState::Ready)
+    }
+
+    /// A receiver of the worker's state changes.
+    pub(crate) fn watch(&self) -> watch::Receiver<WorkerState> {
+        self.state.clone()
     }
 
     /// Stops the worker: SIGTERM, a grace period for in-flight requests, then SIGKILL.
@@ -166,7 +239,7 @@ impl Drop for Worker {
 impl Launch {
     fn spawn(&self) -> Result<Process, Error> {
         let _ = std::fs::remove_file(&self.socket);
-        let bridge_options = serde_json::json!({
+        let mut bridge_options = serde_json::json!({
             "dir": self.dir,
             "dev": self.options.dev,
             "conf": self.options.conf,
@@ -177,6 +250,12 @@ impl Launch {
             "socket": self.socket,
             "privateDir": self.private_dir,
         });
+        if let (Some(options), Some(extra)) = (
+            bridge_options.as_object_mut(),
+            self.bridge_extra.as_object(),
+        ) {
+            options.extend(extra.clone());
+        }
         let mut command = Command::new(&self.options.node_binary);
         command
             .arg(&self.script)
@@ -215,12 +294,13 @@ impl Launch {
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         tokio::spawn(read_stdout(stdout, self.name.clone(), status_tx));
-        tokio::spawn(read_stderr(stderr, self.name.clone(), stderr_tail.clone()));
+        let stderr_done = tokio::spawn(read_stderr(stderr, self.name.clone(), stderr_tail.clone()));
         Ok(Process {
             child,
             _stdin: stdin,
             status,
             stderr_tail,
+            stderr_done: Some(stderr_done),
         })
     }
 }
@@ -235,25 +315,50 @@ impl Process {
             }
         })
         .await;
-        match outcome {
-            Ok(Ok(Some(Status::Ready(info)))) => Ok(info),
-            Ok(Ok(Some(Status::Error { code, message }))) => {
+        let status = match outcome {
+            Ok(Ok(status)) => status,
+            // Exited: its status line and last stderr lines may still be in the pipes.
+            Ok(Err(exit)) => {
+                let status = tokio::time::timeout(PIPE_DRAIN, &mut self.status).await;
+                match status {
+                    Ok(Ok(Status::Error { code, message })) => {
+                        self.stderr_closed().await;
+                        return Err(self.start_error(&code, message, dir));
+                    }
+                    _ => {
+                        self.stderr_closed().await;
+                        return Err(self.exit_error(exit));
+                    }
+                }
+            }
+            Err(_) => {
+                let _ = self.child.start_kill();
+                return Err(Error::StartTimeout {
+                    after: timeout,
+                    stderr: self.stderr(),
+                });
+            }
+        };
+        match status {
+            Some(Status::Ready(info)) => Ok(info),
+            Some(Status::Error { code, message }) => {
                 let _ = self.child.wait().await;
+                self.stderr_closed().await;
                 Err(self.start_error(&code, message, dir))
             }
             // stdout closed without a status line: the process is exiting.
-            Ok(Ok(None)) => {
+            None => {
                 let exit = self.child.wait().await;
+                self.stderr_closed().await;
                 Err(self.exit_error(exit))
             }
-            Ok(Err(exit)) => Err(self.exit_error(exit)),
-            Err(_) => {
-                let _ = self.child.start_kill();
-                Err(Error::StartTimeout {
-                    after: timeout,
-                    stderr: self.stderr(),
-                })
-            }
+        }
+    }
+
+    /// Waits (briefly) until the process's stderr has been read to its end.
+    async fn stderr_closed(&mut self) {
+        if let Some(reader) = self.stderr_done.take() {
+            let _ = tokio::time::timeout(PIPE_DRAIN, reader).await;
         }
     }
 
@@ -326,29 +431,66 @@ async fn supervise(
     mut process: Process,
     state: watch::Sender<WorkerState>,
     mut stop: watch::Receiver<bool>,
-    pid: Arc<AtomicU32>,
+    stats: Arc<Stats>,
 ) {
+    let options = &launch.options;
     let mut backoff = BACKOFF_FIRST;
     let mut up_since = Instant::now();
+    let mut health = health_ticker(options.health_interval);
     loop {
-        // Serve until the process exits or we are told to stop.
-        let exit = tokio::select! {
-            exit = process.child.wait() => exit,
-            _ = stop_requested(&mut stop) => {
-                let _ = state.send(WorkerState::Stopped);
-                process.terminate().await;
-                pid.store(0, Ordering::Relaxed);
-                let _ = std::fs::remove_file(&launch.socket);
-                return;
+        // Serve until the process exits, stops answering, or we are told to stop.
+        let mut missed = 0;
+        let mut unresponsive = false;
+        let exit = loop {
+            tokio::select! {
+                exit = process.child.wait() => break exit,
+                _ = stop_requested(&mut stop) => {
+                    let _ = state.send(WorkerState::Stopped);
+                    process.terminate().await;
+                    stats.pid.store(0, Ordering::Relaxed);
+                    let _ = std::fs::remove_file(&launch.socket);
+                    return;
+                }
+                checked = async {
+                    health.tick().await;
+                    health_check(&launch.socket, options.health_timeout).await
+                } => match checked {
+                    Ok(()) if missed > 0 => {
+                        tracing::info!(worker = %launch.name, "worker answers its health check again");
+                        missed = 0;
+                        let _ = state.send(WorkerState::Ready);
+                    }
+                    Ok(()) => {}
+                    Err(why) => {
+                        missed += 1;
+                        if missed >= MISSED_CHECKS_LIMIT {
+                            tracing::error!(worker = %launch.name, %why, "worker missed {missed} health checks in a row; replacing it");
+                            unresponsive = true;
+                            let _ = process.child.start_kill();
+                        } else {
+                            tracing::warn!(worker = %launch.name, %why, "worker missed a health check; no new requests until it answers");
+                            let reason = format!("Next.js worker missed a health check: {why}");
+                            let _ = state.send(WorkerState::Unhealthy(reason.into()));
+                        }
+                    }
+                },
             }
         };
-        pid.store(0, Ordering::Relaxed);
+        stats.pid.store(0, Ordering::Relaxed);
         let reason: Arc<str> = match exit {
+            _ if unresponsive => "Next.js worker stopped answering and was replaced".into(),
             Ok(status) => format!("Next.js worker exited ({status})").into(),
             Err(err) => format!("Next.js worker lost: {err}").into(),
         };
-        tracing::error!(worker = %launch.name, reason = %reason, stderr = %process.stderr(), "worker died; restarting");
-        let _ = state.send(WorkerState::Down(reason));
+        if unresponsive {
+            tracing::warn!(worker = %launch.name, "unresponsive worker killed; restarting");
+        } else {
+            tracing::error!(worker = %launch.name, reason = %reason, stderr = %process.stderr(), "worker died; restarting");
+        }
+        let _ = state.send(WorkerState::Down {
+            reason,
+            failing: false,
+        });
         if up_since.elapsed() > HEALTHY_RUN {
             backoff = BACKOFF_FIRST;
         }
@@ -362,33 +504,82 @@ async fn supervise(
                     return;
                 }
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
             let _ = state.send(WorkerState::Starting);
-            let started = launch.spawn();
-            let restarted = match started {
-                Ok(mut next) => match next.ready(launch.options.start_timeout, &launch.dir).await {
-                    Ok(_) => Ok(next),
-                    Err(err) => Err(err),
+            let restarted = match launch.spawn() {
+                Ok(mut next) => tokio::select! {
+                    ready = next.ready(options.start_timeout, &launch.dir) => ready.map(|_| next),
+                    _ = stop_requested(&mut stop) => {
+                        let _ = state.send(WorkerState::Stopped);
+                        return;
+                    }
                 },
                 Err(err) => Err(err),
             };
+            backoff = (backoff * 2).min(BACKOFF_MAX);
             match restarted {
                 Ok(next) => {
                     tracing::info!(worker = %launch.name, "worker restarted");
-                    pid.store(next.child.id().unwrap_or(0), Ordering::Relaxed);
+                    launch.crash_report.started(&launch.name);
+                    stats
+                        .pid
+                        .store(next.child.id().unwrap_or(0), Ordering::Relaxed);
+                    stats.restarts.fetch_add(1, Ordering::Relaxed);
+                    stats.failed_starts.store(0, Ordering::Relaxed);
                     process = next;
                     up_since = Instant::now();
+                    health = health_ticker(options.health_interval);
                     let _ = state.send(WorkerState::Ready);
                     break;
                 }
                 Err(err) => {
-                    tracing::error!(worker = %launch.name, error = %err, retry_in_ms = backoff.as_millis() as u64, "worker restart failed");
-                    let _ = state.send(WorkerState::Down(
-                        format!("Next.js worker failed to restart: {err}").into(),
-                    ));
+                    stats.failed_starts.fetch_add(1, Ordering::Relaxed);
+                    launch
+                        .crash_report
+                        .restart_failed(&launch.name, &err, backoff);
+                    let _ = state.send(WorkerState::Down {
+                        reason: "Next.js worker fails to start".into(),
+                        failing: true,
+                    });
                 }
             }
         }
+    }
+}
+
+fn health_ticker(interval: Duration) -> tokio::time::Interval {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker
+}
+
+/// Asks the bridge whether it answers: a fresh connection, a request that Next.js never
+/// sees, `204` expected within `timeout`.
+async fn health_check(socket: &Path, timeout: Duration) -> Result<(), String> {
+    let check = async {
+        let mut stream = UnixStream::connect(socket)
+            .await
+            .map_err(|err| format!("cannot connect: {err}"))?;
+        stream
+            .write_all(HEALTH_REQUEST)
+            .await
+            .map_err(|err| format!("cannot send: {err}"))?;
+        let mut head = [0u8; 12];
+        stream
+            .read_exact(&mut head)
+            .await
+            .map_err(|err| format!("no answer: {err}"))?;
+        if &head == b"HTTP/1.1 204" {
+            Ok(())
+        } else {
+            Err(format!(
+                "unexpected answer {:?}",
+                String::from_utf8_lossy(&head)
+            ))
+        }
+    };
+    match tokio::time::timeout(timeout, check).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }
 

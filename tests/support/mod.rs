@@ -134,6 +134,63 @@ fn prepare_fixture(dir: &Path) -> PathBuf {
     dir.to_owned()
 }
 
+/// A second release of the fixture, for reload: its own folder under `target/`, the About
+/// page changed and a page `/only-in-v2` added, built once (and again when the fixture's
+/// sources change). Its `node_modules` is the fixture's.
+pub fn fixture_v2() -> PathBuf {
+    static READY: OnceLock<PathBuf> = OnceLock::new();
+    READY.get_or_init(prepare_fixture_v2).clone()
+}
+
+fn prepare_fixture_v2() -> PathBuf {
+    let fixture = fixture();
+    let dir = repo().join("target/fixture-releases/app15-v2");
+    let lock = std::fs::File::create(repo().join("target/fixture-app15-v2.lock")).unwrap();
+    lock.lock().expect("fixture v2 lock");
+    let stamp = dir.join(".next/tower-next-fixture.stamp");
+    let sources = format!("{}-v2.1", source_hash(&fixture));
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(sources.as_str())
+        && dir.join(".next/BUILD_ID").exists()
+    {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_sources(&fixture, &dir);
+    std::os::unix::fs::symlink(fixture.join("node_modules"), dir.join("node_modules")).unwrap();
+    let about = dir.join("app/about/page.js");
+    let text = std::fs::read_to_string(&about).unwrap();
+    std::fs::write(&about, text.replace("About page", "About page v2")).unwrap();
+    let only = dir.join("app/only-in-v2/page.js");
+    std::fs::create_dir_all(only.parent().unwrap()).unwrap();
+    std::fs::write(
+        &only,
+        "export default function OnlyInV2() {\n  return <h1 id=\"title\">Only in v2</h1>;\n}\n",
+    )
+    .unwrap();
+    progress(&format!("next build in {} (~30 s)", dir.display()));
+    run(Command::new("node")
+        .args(["node_modules/next/dist/bin/next", "build"])
+        .current_dir(&dir));
+    std::fs::write(&stamp, &sources).unwrap();
+    dir
+}
+
+fn copy_sources(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let name = entry.file_name();
+        if name == "node_modules" || name == ".next" {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            copy_sources(&path, &to.join(&name));
+        } else {
+            std::fs::copy(&path, to.join(&name)).unwrap();
+        }
+    }
+}
+
 /// A hash of the fixture's sources: a change means the build is stale.
 fn source_hash(dir: &Path) -> String {
     fn visit(path: &Path, hasher: &mut DefaultHasher) {
