@@ -32,6 +32,7 @@
 
 #![warn(missing_docs)]
 
+mod assets;
 mod body;
 mod error;
 pub mod layer;

@@ -4,13 +4,15 @@ use std::{path::Path, sync::Arc};
 
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response, StatusCode};
+use tokio::sync::{mpsc, watch};
 
 use crate::{
     Error, NextOptions,
+    assets::{Assets, Decision, Reach},
     body::{Body, BoxError, plain_response},
     proxy::{Dispatch, Proxy},
     routes::{RouteTable, Routing},
-    runtime::{AppInfo, Worker, WorkerState},
+    runtime::{AppInfo, Events, Worker, WorkerEvent, WorkerState},
     service::NextService,
 };
 
@@ -28,6 +30,8 @@ struct Shared {
     dir: std::path::PathBuf,
     info: AppInfo,
     routes: ArcSwap<RouteTable>,
+    /// The native responders (production only, unless switched off).
+    assets: Option<Arc<Assets>>,
     proxy: Proxy,
     worker: Worker,
     // Last: removed after the worker has been told to stop.
@@ -68,15 +72,29 @@ impl Next {
             .prefix("tower-next-")
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()?;
-        let (worker, info) = Worker::start(&options, &dir, private_dir.path(), 0).await?;
-        let routes = RouteTable::load(&dir, &info, options.dev)?;
-        let proxy = Proxy::new(worker.socket(), options.trust_forwarded);
+        let (events, received) = Events::new();
+        let (worker, info) = Worker::start(&options, &dir, private_dir.path(), 0, events).await?;
+        let routes = Arc::new(RouteTable::load(&dir, &info, options.dev)?);
+        let assets = if options.serve_natively {
+            let (dir, info, routes) = (dir.clone(), info.clone(), routes.clone());
+            let (dev, mark) = (options.dev, options.mark_native);
+            tokio::task::spawn_blocking(move || Assets::load(&dir, &info, routes, dev, mark))
+                .await
+                .map_err(|err| Error::Io(std::io::Error::other(err)))?
+                .map(Arc::new)
+        } else {
+            None
+        };
+        let (applied, applied_rx) = watch::channel(0);
+        tokio::spawn(keep_current(received, assets.clone(), applied));
+        let proxy = Proxy::new(worker.socket(), options.trust_forwarded, applied_rx);
         Ok(Next {
             shared: Arc::new(Shared {
                 options,
                 dir,
                 info,
-                routes: ArcSwap::from_pointee(routes),
+                routes: ArcSwap::new(routes),
+                assets,
                 proxy,
                 worker,
                 _private_dir: private_dir,
@@ -139,6 +157,9 @@ impl Next {
     /// Stops the worker: no new requests, in-flight ones get a grace period, then the
     /// Node.js process is ended and its socket removed.
     pub async fn shutdown(&self) {
+        if let Some(assets) = &self.shared.assets {
+            assets.stop();
+        }
         self.shared.worker.stop().await;
     }
 
@@ -171,6 +192,29 @@ impl Next {
         self.shared.routes.load()
     }
 
+    /// Answers a request that Next.js would handle as it is: natively when Rust can give
+    /// `next start`'s answer, else through the worker.
+    pub(crate) async fn handle(&self, request: Request<Body>, reach: Reach) -> Response<Body> {
+        match self.native(&request, reach) {
+            Decision::Native(native) => native.into_response().await,
+            Decision::Node(learn) => {
+                let response = self.dispatch(request, Dispatch::Handle).await;
+                match learn {
+                    Some(learn) => learn.watch(response),
+                    None => response,
+                }
+            }
+        }
+    }
+
+    /// The native responders' decision for a request.
+    pub(crate) fn native<B>(&self, request: &Request<B>, reach: Reach) -> Decision {
+        match &self.shared.assets {
+            Some(assets) => assets.respond(request, reach),
+            None => Decision::Node(None),
+        }
+    }
+
     /// Sends a request to the worker, waiting (bounded) for it to be ready.
     pub(crate) async fn dispatch(
         &self,
@@ -190,6 +234,27 @@ impl Next {
                 tracing::warn!(%reason, "no Next.js worker ready");
                 unavailable(&reason)
             }
+        }
+    }
+}
+
+/// Applies the worker's cache events to the native responders, in order, and publishes
+/// the generation applied (the proxy waits on it).
+async fn keep_current(
+    mut received: mpsc::UnboundedReceiver<WorkerEvent>,
+    assets: Option<Arc<Assets>>,
+    applied: watch::Sender<u64>,
+) {
+    while let Some(event) = received.recv().await {
+        let generation = match &event {
+            WorkerEvent::Cache(event) => Some(event.generation),
+            WorkerEvent::Restarted => None,
+        };
+        if let Some(assets) = &assets {
+            assets.apply(event).await;
+        }
+        if let Some(generation) = generation {
+            applied.send_modify(|applied| *applied = (*applied).max(generation));
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct NextOptions {
     pub(crate) start_timeout: Duration,
     pub(crate) ready_wait: Duration,
     pub(crate) trust_forwarded: bool,
+    pub(crate) serve_natively: bool,
+    pub(crate) mark_native: bool,
 }
 
 impl NextOptions {
@@ -44,6 +46,8 @@ impl NextOptions {
             start_timeout: Duration::from_secs(60),
             ready_wait: Duration::from_secs(10),
             trust_forwarded: false,
+            serve_natively: true,
+            mark_native: false,
         }
     }
 
@@ -114,6 +118,24 @@ impl NextOptions {
     /// saw itself (spoofed values never reach Next.js).
     pub fn trust_forwarded_headers(mut self, trust: bool) -> Self {
         self.trust_forwarded = trust;
+        self
+    }
+
+    /// Answer what needs no JavaScript in Rust: `/_next/static` and `public/` files, and
+    /// prerendered pages as Next's cache holds them, with the status, headers and bytes
+    /// `next start` would send. Default `true` (production only); `false` sends every
+    /// request to Node.js.
+    pub fn serve_natively(mut self, on: bool) -> Self {
+        self.serve_natively = on;
+        self
+    }
+
+    /// Mark each answer given by Rust with a response header `x-tower-next-native` naming
+    /// its responder (`static`, `public`, `page`, `data`, `not-found`, `gzip`...). Meant for
+    /// tests and debugging: the header is not part of what `next start` sends. Default
+    /// `false`.
+    pub fn mark_native_responses(mut self, on: bool) -> Self {
+        self.mark_native = on;
         self
     }
 }

@@ -9,6 +9,8 @@ pub(crate) const BRIDGE_PREFIX: &str = "x-tower-next-";
 pub(crate) const RENDER: HeaderName = HeaderName::from_static("x-tower-next-render");
 pub(crate) const QUERY: HeaderName = HeaderName::from_static("x-tower-next-query");
 pub(crate) const NOT_FOUND: HeaderName = HeaderName::from_static("x-tower-next-not-found");
+/// On worker responses: the last cache event the worker had sent when it sent the headers.
+pub(crate) const GENERATION: HeaderName = HeaderName::from_static("x-tower-next-generation");
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -102,9 +104,12 @@ pub(crate) fn to_worker(headers: &mut HeaderMap, authority: Option<&str>, origin
     }
 }
 
-/// Drops the worker's connection-level headers from its response.
-pub(crate) fn from_worker(headers: &mut HeaderMap) {
+/// Drops the worker's connection-level headers from its response, and takes out the
+/// cache generation it reports (see [`GENERATION`]).
+pub(crate) fn from_worker(headers: &mut HeaderMap) -> Option<u64> {
     remove_hop_by_hop(headers);
+    let generation = headers.remove(GENERATION)?;
+    generation.to_str().ok()?.parse().ok()
 }
 
 fn remove_hop_by_hop(headers: &mut HeaderMap) {

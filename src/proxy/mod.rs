@@ -7,6 +7,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use tokio::sync::watch;
 
 use crate::body::{Body, plain_response};
 use connector::UnixConnector;
@@ -29,14 +30,19 @@ pub(crate) enum Dispatch {
     NotFound,
 }
 
+/// How long a worker's response may wait for the cache events sent before it.
+const EVENT_WAIT: Duration = Duration::from_secs(2);
+
 /// The HTTP client to one worker.
 pub(crate) struct Proxy {
     client: Client<UnixConnector, Body>,
     trust_forwarded: bool,
+    /// The generation of the last cache event applied to the native responders.
+    applied: watch::Receiver<u64>,
 }
 
 impl Proxy {
-    pub(crate) fn new(socket: &Path, trust_forwarded: bool) -> Self {
+    pub(crate) fn new(socket: &Path, trust_forwarded: bool, applied: watch::Receiver<u64>) -> Self {
         let client = Client::builder(TokioExecutor::new())
             // Shorter than the bridge's keep-alive, so a pooled connection is never
             // picked just as Node closes it.
@@ -45,6 +51,7 @@ impl Proxy {
         Proxy {
             client,
             trust_forwarded,
+            applied,
         }
     }
 
@@ -96,7 +103,9 @@ impl Proxy {
         match self.client.request(Request::from_parts(parts, body)).await {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
-                headers::from_worker(&mut parts.headers);
+                if let Some(generation) = headers::from_worker(&mut parts.headers) {
+                    self.catch_up(generation).await;
+                }
                 Response::from_parts(parts, Body::new(body))
             }
             Err(err) => {
@@ -108,6 +117,22 @@ impl Proxy {
                 tracing::error!(error = %err, source = ?std::error::Error::source(&err), "{reason}");
                 plain_response(StatusCode::BAD_GATEWAY, reason)
             }
+        }
+    }
+}
+
+impl Proxy {
+    /// Waits until the cache events the worker sent before this response are applied, so
+    /// that no native answer after it is older than what the worker knows (a request that
+    /// revalidated a page is followed by the new page).
+    async fn catch_up(&self, generation: u64) {
+        if *self.applied.borrow() >= generation {
+            return;
+        }
+        let mut applied = self.applied.clone();
+        let caught_up = tokio::time::timeout(EVENT_WAIT, applied.wait_for(|g| *g >= generation)).await;
+        if !matches!(caught_up, Ok(Ok(_))) {
+            tracing::warn!(generation, "cache events of the worker not applied in time");
         }
     }
 }

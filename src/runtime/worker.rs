@@ -6,7 +6,7 @@ use std::{
     process::Stdio,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU32, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -14,10 +14,10 @@ use std::{
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, BufReader},
     process::{Child, Command},
-    sync::{oneshot, watch},
+    sync::{mpsc, oneshot, watch},
 };
 
-use super::{AppInfo, BRIDGE_SCRIPT, STATUS_MARK, Status};
+use super::{AppInfo, BRIDGE_SCRIPT, CacheEvent, STATUS_MARK, Status};
 use crate::{Error, NextOptions};
 
 /// Lines of stderr kept to explain a failed start.
@@ -49,6 +49,41 @@ pub(crate) struct Worker {
     pid: Arc<AtomicU32>,
 }
 
+/// What the worker reports while it runs, for whoever keeps the native responses current.
+#[derive(Debug)]
+pub(crate) enum WorkerEvent {
+    /// A change to Next's response cache.
+    Cache(CacheEvent),
+    /// A new worker process took over (its in-memory cache starts empty).
+    Restarted,
+}
+
+/// The channel the worker's events go to, and the last generation seen (a restarted
+/// worker continues the numbering, so generations only grow).
+#[derive(Clone)]
+pub(crate) struct Events {
+    sender: mpsc::UnboundedSender<WorkerEvent>,
+    seen: Arc<AtomicU64>,
+}
+
+impl Events {
+    pub(crate) fn new() -> (Events, mpsc::UnboundedReceiver<WorkerEvent>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (
+            Events {
+                sender,
+                seen: Arc::default(),
+            },
+            receiver,
+        )
+    }
+
+    fn cache(&self, event: CacheEvent) {
+        self.seen.fetch_max(event.generation, Ordering::Relaxed);
+        let _ = self.sender.send(WorkerEvent::Cache(event));
+    }
+}
+
 /// Everything needed to (re)start the worker process.
 struct Launch {
     options: NextOptions,
@@ -57,6 +92,7 @@ struct Launch {
     script: PathBuf,
     socket: PathBuf,
     name: Arc<str>,
+    events: Events,
 }
 
 /// A running Node process and what it has said so far.
@@ -76,6 +112,7 @@ impl Worker {
         dir: &Path,
         private_dir: &Path,
         index: usize,
+        events: Events,
     ) -> Result<(Worker, AppInfo), Error> {
         let script = private_dir.join("bridge.cjs");
         tokio::fs::write(&script, BRIDGE_SCRIPT).await?;
@@ -86,6 +123,7 @@ impl Worker {
             script,
             socket: private_dir.join(format!("worker-{index}.sock")),
             name: format!("worker-{index}").into(),
+            events,
         };
 
         tracing::info!(worker = %launch.name, dir = %dir.display(), dev = options.dev, "starting Next.js");
@@ -176,6 +214,7 @@ impl Launch {
             "turbo": self.options.turbo,
             "socket": self.socket,
             "privateDir": self.private_dir,
+            "generationBase": self.events.seen.load(Ordering::Relaxed),
         });
         let mut command = Command::new(&self.options.node_binary);
         command
@@ -214,7 +253,12 @@ impl Launch {
         let stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
-        tokio::spawn(read_stdout(stdout, self.name.clone(), status_tx));
+        tokio::spawn(read_stdout(
+            stdout,
+            self.name.clone(),
+            status_tx,
+            self.events.clone(),
+        ));
         tokio::spawn(read_stderr(stderr, self.name.clone(), stderr_tail.clone()));
         Ok(Process {
             child,
@@ -237,6 +281,11 @@ impl Process {
         .await;
         match outcome {
             Ok(Ok(Some(Status::Ready(info)))) => Ok(info),
+            // Cache events never reach the status channel (see `read_stdout`).
+            Ok(Ok(Some(Status::Cache(_)))) => Err(Error::WorkerFailed {
+                reason: "unexpected status".into(),
+                stderr: self.stderr(),
+            }),
             Ok(Ok(Some(Status::Error { code, message }))) => {
                 let _ = self.child.wait().await;
                 Err(self.start_error(&code, message, dir))
@@ -378,6 +427,7 @@ async fn supervise(
                     pid.store(next.child.id().unwrap_or(0), Ordering::Relaxed);
                     process = next;
                     up_since = Instant::now();
+                    let _ = launch.events.sender.send(WorkerEvent::Restarted);
                     let _ = state.send(WorkerState::Ready);
                     break;
                 }
@@ -400,12 +450,14 @@ async fn read_stdout(
     stdout: impl AsyncRead + Unpin,
     worker: Arc<str>,
     status: oneshot::Sender<Status>,
+    events: Events,
 ) {
     let mut status = Some(status);
     let mut lines = BufReader::new(stdout).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if let Some(json) = line.strip_prefix(STATUS_MARK) {
             match serde_json::from_str::<Status>(json) {
+                Ok(Status::Cache(event)) => events.cache(event),
                 Ok(parsed) => {
                     if let Some(status) = status.take() {
                         let _ = status.send(parsed);
