@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     Error, NextOptions,
-    assets::{Assets, Decision, Reach},
+    assets::{self, Assets, Decision, Native, Reach},
     body::{Body, BoxError, plain_response},
     proxy::{Dispatch, Proxy},
     routes::{RouteTable, Routing},
@@ -209,6 +209,10 @@ impl Next {
 
     /// The native responders' decision for a request.
     pub(crate) fn native<B>(&self, request: &Request<B>, reach: Reach) -> Decision {
+        if assets::is_traversal(request.uri().path()) {
+            tracing::warn!(path = request.uri().path(), "path traversal refused");
+            return Decision::Native(Native::Ready(assets::refuse_traversal()));
+        }
         match &self.shared.assets {
             Some(assets) => assets.respond(request, reach),
             None => Decision::Node(None),

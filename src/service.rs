@@ -83,13 +83,14 @@ where
             Owner::Inner { .. } => (Dispatch::NotFound, None, Reach::Owned),
         };
         let next = self.next.clone();
-        let future: BoxFuture<'static, Response<Body>> = if dispatch == Dispatch::Handle && rewrite.is_none() {
-            let request = request.map(Body::new);
-            Box::pin(async move { next.handle(request, reach).await })
-        } else {
-            let request = rewrite_target(request.map(Body::new), rewrite);
-            Box::pin(async move { next.dispatch(request, dispatch).await })
-        };
+        let future: BoxFuture<'static, Response<Body>> =
+            if dispatch == Dispatch::Handle && rewrite.is_none() {
+                let request = request.map(Body::new);
+                Box::pin(async move { next.handle(request, reach).await })
+            } else {
+                let request = rewrite_target(request.map(Body::new), rewrite);
+                Box::pin(async move { next.dispatch(request, dispatch).await })
+            };
         ResponseFuture { future }
     }
 }

@@ -250,10 +250,18 @@ fn routes(build_id: &str, assets: &[String]) -> Vec<Route> {
         // The image optimizer (SVG is refused without `dangerouslyAllowSVG`).
         Route::new("/_next/image?url=%2Fimages%2Fdot.svg&w=64&q=75", Stable),
         // Next's 404 page (see `Via::Service`), and the not-found page asked for by name.
-        Route::app("/nope", Stable, Stable).via(Via::Service).native(),
-        Route::app("/_not-found", Stable, Stable).via(Via::Service).native(),
+        Route::app("/nope", Stable, Stable)
+            .via(Via::Service)
+            .native(),
+        Route::app("/_not-found", Stable, Stable)
+            .via(Via::Service)
+            .native(),
     ];
-    routes.extend(assets.iter().map(|url| Route::new(url.clone(), Stable).native()));
+    routes.extend(
+        assets
+            .iter()
+            .map(|url| Route::new(url.clone(), Stable).native()),
+    );
     routes
 }
 
@@ -674,7 +682,10 @@ fn compare(
         }
     };
 
-    let responder = ours.headers.remove(NATIVE_HEADER).and_then(|v| v.into_iter().next());
+    let responder = ours
+        .headers
+        .remove(NATIVE_HEADER)
+        .and_then(|v| v.into_iter().next());
     match &responder {
         Some(responder) => report.native.push(Native {
             route: route.path.clone(),

@@ -175,7 +175,9 @@ fn same_headers(actual: &HeaderMap, expected: &HeaderMap) -> bool {
                 !matches!(
                     name.as_str(),
                     "date" | "connection" | "keep-alive" | "transfer-encoding"
-                ) && !name.as_str().starts_with(crate::proxy::headers::BRIDGE_PREFIX)
+                ) && !name
+                    .as_str()
+                    .starts_with(crate::proxy::headers::BRIDGE_PREFIX)
             })
             .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
             .collect();

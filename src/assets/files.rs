@@ -119,7 +119,12 @@ impl FileIndex {
         let mut budget = MEMORY_BUDGET;
 
         let mut statics = Vec::new();
-        walk(&dist_dir.join("static"), "/_next/static", &mut statics, &mut Vec::new());
+        walk(
+            &dist_dir.join("static"),
+            "/_next/static",
+            &mut statics,
+            &mut Vec::new(),
+        );
         for (url, path, metadata) in statics {
             let Some(shape) = shape(&url, settings, rules, claimed, true) else {
                 continue;
@@ -201,7 +206,8 @@ impl FileIndex {
             return FileMatch::Public(file);
         }
         if self.refused.iter().any(|prefix| {
-            path == prefix.trim_end_matches('/') || (prefix.ends_with('/') && path.starts_with(prefix.as_str()))
+            path == prefix.trim_end_matches('/')
+                || (prefix.ends_with('/') && path.starts_with(prefix.as_str()))
         }) {
             return FileMatch::Refused;
         }
@@ -264,7 +270,8 @@ fn walk(
                 continue;
             };
             if kind.is_symlink() {
-                let inside = std::fs::canonicalize(&path).is_ok_and(|target| target.starts_with(&root));
+                let inside =
+                    std::fs::canonicalize(&path).is_ok_and(|target| target.starts_with(&root));
                 if !inside {
                     let is_dir = std::fs::metadata(&path).is_ok_and(|m| m.is_dir());
                     refused.push(if is_dir { format!("{url}/") } else { url });
@@ -312,8 +319,14 @@ fn base_headers(shape: &Shape, validators: &Validators, settings: &Settings) -> 
     let mut headers = shape.rules.clone();
     let defaults = [
         (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
-        (header::CACHE_CONTROL, HeaderValue::from_static(shape.cache_control)),
-        (header::LAST_MODIFIED, semantics::value(&validators.last_modified)),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(shape.cache_control),
+        ),
+        (
+            header::LAST_MODIFIED,
+            semantics::value(&validators.last_modified),
+        ),
     ];
     for (name, value) in defaults {
         headers.entry(name).or_insert(value);
@@ -379,7 +392,11 @@ pub(super) fn serve_static<B>(
                 } else {
                     Body::full(bytes.clone())
                 };
-                return Some(Native::ready(response(StatusCode::OK, file.whole.clone(), body)));
+                return Some(Native::ready(response(
+                    StatusCode::OK,
+                    file.whole.clone(),
+                    body,
+                )));
             }
             Encoding::Gzip => {
                 return compressed.answer_or_learn(
@@ -394,7 +411,12 @@ pub(super) fn serve_static<B>(
             Encoding::Deflate => return None,
         }
     }
-    let answer = Answer { shape: &file.shape, validators: &file.validators, source, key };
+    let answer = Answer {
+        shape: &file.shape,
+        validators: &file.validators,
+        source,
+        key,
+    };
     serve(request, answer, settings, compressed, learn)
 }
 
@@ -422,7 +444,12 @@ pub(super) fn serve_public<B>(
         }
     };
     let key = VariantKey::file(&file.path, &validators.etag);
-    let answer = Answer { shape: &file.shape, validators: &validators, source, key };
+    let answer = Answer {
+        shape: &file.shape,
+        validators: &validators,
+        source,
+        key,
+    };
     serve(request, answer, settings, compressed, learn)
 }
 
@@ -484,7 +511,9 @@ fn serve<B>(
         || request_headers.contains_key(header::IF_MODIFIED_SINCE);
     if conditional {
         let etag = headers.get(header::ETAG).and_then(|v| v.to_str().ok());
-        let last_modified = headers.get(header::LAST_MODIFIED).and_then(|v| v.to_str().ok());
+        let last_modified = headers
+            .get(header::LAST_MODIFIED)
+            .and_then(|v| v.to_str().ok());
         if semantics::fresh(request_headers, etag, last_modified) {
             for name in [
                 header::CONTENT_ENCODING,
@@ -518,7 +547,14 @@ fn serve<B>(
     match (encoding_for(request, &headers, len, settings), &source) {
         (Encoding::Identity, _) => {}
         (Encoding::Gzip, Source::Memory(bytes)) if status == StatusCode::OK => {
-            return compressed.answer_or_learn(key, status, &headers, bytes, request.method(), learn);
+            return compressed.answer_or_learn(
+                key,
+                status,
+                &headers,
+                bytes,
+                request.method(),
+                learn,
+            );
         }
         _ => return None,
     }
@@ -557,12 +593,18 @@ async fn from_disk(
         request = request.header(header::RANGE, range);
     }
     let request = request.body(Body::empty()).expect("a valid request");
-    match tower_http::services::ServeFile::new(&path).oneshot(request).await {
+    match tower_http::services::ServeFile::new(&path)
+        .oneshot(request)
+        .await
+    {
         Ok(served) if served.status() == status => {
             let served_len = served.headers().get(header::CONTENT_LENGTH).cloned();
             if served_len.as_ref() != headers.get(header::CONTENT_LENGTH) {
                 // Changed between the stat and the read: what was decided no longer holds.
-                return crate::body::plain_response(StatusCode::SERVICE_UNAVAILABLE, "file changed while being read");
+                return crate::body::plain_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "file changed while being read",
+                );
             }
             response(status, headers, Body::new(served.into_body()))
         }
@@ -578,15 +620,25 @@ async fn from_disk(
 }
 
 /// The encoding `compression` would apply to this answer.
-fn encoding_for<B>(request: &Request<B>, headers: &HeaderMap, len: u64, settings: &Settings) -> Encoding {
-    if !settings.compress || request.method() == Method::HEAD || len < semantics::COMPRESSION_THRESHOLD as u64 {
+fn encoding_for<B>(
+    request: &Request<B>,
+    headers: &HeaderMap,
+    len: u64,
+    settings: &Settings,
+) -> Encoding {
+    if !settings.compress
+        || request.method() == Method::HEAD
+        || len < semantics::COMPRESSION_THRESHOLD as u64
+    {
         return Encoding::Identity;
     }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let cache_control = headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok());
+    let cache_control = headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok());
     if !semantics::compressible(content_type, cache_control) {
         return Encoding::Identity;
     }

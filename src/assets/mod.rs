@@ -38,8 +38,8 @@ use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use percent_encoding::percent_decode_str;
 
-pub(crate) use compressed::Learn;
 use compressed::Compressed;
+pub(crate) use compressed::Learn;
 use files::{FileIndex, FileMatch};
 use pages::{Kind, PageIndex, Want};
 use rules::{HeaderRules, RuleHeaders};
@@ -160,7 +160,9 @@ impl Assets {
         let dist_dir = config.dist_dir.clone();
         let rules = HeaderRules::load(&dist_dir);
         let interception = interception_routes(&dist_dir.join("server"));
-        let verified = VERIFIED_PAGES.iter().any(|v| info.next_version.starts_with(v));
+        let verified = VERIFIED_PAGES
+            .iter()
+            .any(|v| info.next_version.starts_with(v));
         let pages = info.cache_events
             && verified
             && !config.i18n
@@ -291,7 +293,10 @@ impl Assets {
         learn: &mut Option<Learn>,
     ) -> Option<(Native, &'static str)> {
         let headers = request.headers();
-        if INTERNAL_HEADERS.iter().any(|name| headers.contains_key(*name)) {
+        if INTERNAL_HEADERS
+            .iter()
+            .any(|name| headers.contains_key(*name))
+        {
             return None;
         }
         let raw = request.uri().path();
@@ -304,13 +309,15 @@ impl Assets {
                 let FileMatch::Static(file) = self.files.find(path) else {
                     return None;
                 };
-                let native = files::serve_static(request, file, &self.settings, &self.compressed, learn)?;
+                let native =
+                    files::serve_static(request, file, &self.settings, &self.compressed, learn)?;
                 return Some((native, "static"));
             }
             if path.starts_with("/_next/data/") && self.page_request_allowed(request) {
                 let pages = self.pages.load();
                 let page = pages.get_data(path)?;
-                let native = page.serve(request, Want::Data, &self.settings, &self.compressed, learn)?;
+                let native =
+                    page.serve(request, Want::Data, &self.settings, &self.compressed, learn)?;
                 return Some((native, "data"));
             }
             return None;
@@ -318,11 +325,15 @@ impl Assets {
 
         match self.files.find(path) {
             FileMatch::Public(file) => {
-                let native = files::serve_public(request, file, &self.settings, &self.compressed, learn)?;
+                let native =
+                    files::serve_public(request, file, &self.settings, &self.compressed, learn)?;
                 return Some((native, "public"));
             }
             FileMatch::Refused => {
-                tracing::warn!(path, "refused: a public/ symlink that leads out of the folder");
+                tracing::warn!(
+                    path,
+                    "refused: a public/ symlink that leads out of the folder"
+                );
                 return Some((self.refused(request), "refused"));
             }
             FileMatch::Static(_) | FileMatch::None => {}
@@ -333,7 +344,9 @@ impl Assets {
         }
         let want = match headers.get("rsc") {
             None => Want::Html,
-            Some(value) if value == "1" && !headers.contains_key("next-router-segment-prefetch") => {
+            Some(value)
+                if value == "1" && !headers.contains_key("next-router-segment-prefetch") =>
+            {
                 Want::Rsc
             }
             Some(_) => return None,
@@ -370,7 +383,10 @@ impl Assets {
                 return None;
             }
             let lower = path.to_ascii_lowercase();
-            if ["%2f", "%5c", "%00", "%2e"].iter().any(|e| lower.contains(e)) {
+            if ["%2f", "%5c", "%00", "%2e"]
+                .iter()
+                .any(|e| lower.contains(e))
+            {
                 return None;
             }
             std::borrow::Cow::Owned(percent_decode_str(path).decode_utf8().ok()?.into_owned())
@@ -441,12 +457,40 @@ impl Assets {
         let pages = self.pages.load();
         if let Some(page) = pages.get("/_not-found") {
             let want = Want::Unknown { rsc: false };
-            if let Some(native) = page.serve(request, want, &self.settings, &self.compressed, &mut None) {
+            if let Some(native) =
+                page.serve(request, want, &self.settings, &self.compressed, &mut None)
+            {
                 return native;
             }
         }
-        Native::ready(crate::body::plain_response(StatusCode::NOT_FOUND, "Not Found"))
+        Native::ready(crate::body::plain_response(
+            StatusCode::NOT_FOUND,
+            "Not Found",
+        ))
     }
+}
+
+/// Paths that try to leave a folder: a `..` segment (also spelled `%2e%2e` or with
+/// backslashes), an encoded separator (`%2f`, `%5c`) or a NUL. Refused with 400 before
+/// anything looks them up, natively or in Node (which would 404, or redirect).
+pub(crate) fn is_traversal(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%00")
+        || lower.contains('\0')
+        || lower.contains("%2f")
+        || lower.contains("%5c")
+    {
+        return true;
+    }
+    lower
+        .replace("%2e", ".")
+        .split(['/', '\\'])
+        .any(|segment| segment == "..")
+}
+
+/// The answer to a traversal attempt.
+pub(crate) fn refuse_traversal() -> Response<Body> {
+    crate::body::plain_response(StatusCode::BAD_REQUEST, "Bad Request")
 }
 
 /// Request headers with which Next.js does something other than serve its cache.
@@ -461,7 +505,15 @@ const INTERNAL_HEADERS: [&str; 7] = [
 ];
 
 /// Paths Next answers with one of its own pages, not as unknown.
-const STATUS_PAGES: [&str; 7] = ["/404", "/500", "/_error", "/_app", "/_document", "/_not-found", "/index"];
+const STATUS_PAGES: [&str; 7] = [
+    "/404",
+    "/500",
+    "/_error",
+    "/_app",
+    "/_document",
+    "/_not-found",
+    "/index",
+];
 
 /// `path` without `base_path` (which must be a whole segment), `""` for the base itself.
 fn strip_base_path<'a>(path: &'a str, base_path: &str) -> Option<&'a str> {
@@ -493,9 +545,9 @@ pub(crate) fn vary_accept_encoding(headers: &mut HeaderMap) {
             headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
         }
         Some(existing) => {
-            let present = existing
-                .split(',')
-                .any(|field| field.trim() == "*" || field.trim().eq_ignore_ascii_case("accept-encoding"));
+            let present = existing.split(',').any(|field| {
+                field.trim() == "*" || field.trim().eq_ignore_ascii_case("accept-encoding")
+            });
             if !present {
                 let value = format!("{existing}, Accept-Encoding");
                 headers.insert(header::VARY, semantics::value(&value));
@@ -519,6 +571,33 @@ mod tests {
         headers.insert(header::VARY, HeaderValue::from_static("rsc"));
         vary_accept_encoding(&mut headers);
         assert_eq!(headers[header::VARY], "rsc, Accept-Encoding");
+    }
+
+    #[test]
+    fn traversal_spellings_are_recognised() {
+        for path in [
+            "/_next/static/../../package.json",
+            "/_next/static/%2e%2e/%2e%2e/package.json",
+            "/_next/static/%2E%2E/package.json",
+            "/_next/static/..%2f..%2fpackage.json",
+            "/_next/static/..%5c..%5cBUILD_ID",
+            "/_next/static/chunks\\..\\..\\BUILD_ID",
+            "/hello.txt%00",
+            "/images%2fdot.svg",
+            "/..",
+        ] {
+            assert!(is_traversal(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/about",
+            "/a..b",
+            "/.well-known/x",
+            "/docs/a%20b",
+            "/%61bout",
+        ] {
+            assert!(!is_traversal(path), "{path}");
+        }
     }
 
     #[test]

@@ -35,7 +35,8 @@ use super::{
 use crate::{body::Body, runtime::CachedEntry};
 
 /// The `Vary` Next.js sets on App Router pages (without interception routes).
-const APP_VARY: &str = "rsc, next-router-state-tree, next-router-prefetch, next-router-segment-prefetch";
+const APP_VARY: &str =
+    "rsc, next-router-state-tree, next-router-prefetch, next-router-segment-prefetch";
 const HTML_TYPE: &str = "text/html; charset=utf-8";
 const RSC_TYPE: &str = "text/x-component";
 const JSON_TYPE: &str = "application/json; charset=utf-8";
@@ -113,7 +114,9 @@ pub(crate) enum Want {
     Rsc,
     Data,
     /// Next's 404 page for a path no route claims.
-    Unknown { rsc: bool },
+    Unknown {
+        rsc: bool,
+    },
 }
 
 static IDS: AtomicU64 = AtomicU64::new(1);
@@ -142,7 +145,8 @@ impl PageIndex {
     pub(crate) fn load(dist_dir: &Path, cx: &Context<'_>) -> PageIndex {
         let mut index = PageIndex::default();
         let server = dist_dir.join("server");
-        let prerender: PrerenderManifest = read_json(&dist_dir.join("prerender-manifest.json")).unwrap_or_default();
+        let prerender: PrerenderManifest =
+            read_json(&dist_dir.join("prerender-manifest.json")).unwrap_or_default();
         for (path, route) in &prerender.routes {
             let kind = match route.data_route.as_deref() {
                 Some(data) if data.ends_with(".rsc") => Kind::App,
@@ -161,12 +165,15 @@ impl PageIndex {
             }
             let folder = server.join(if kind == Kind::App { "app" } else { "pages" });
             let slot = match read_entry(&server, &folder, path, kind, life) {
-                Some(source) => Page::new(path, source, cx).map_or(Slot::Node, |p| Slot::Native(Arc::new(p))),
+                Some(source) => {
+                    Page::new(path, source, cx).map_or(Slot::Node, |p| Slot::Native(Arc::new(p)))
+                }
                 None => Slot::Node,
             };
             index.insert(path.clone(), slot, cx);
         }
-        let pages: HashMap<String, String> = read_json(&server.join("pages-manifest.json")).unwrap_or_default();
+        let pages: HashMap<String, String> =
+            read_json(&server.join("pages-manifest.json")).unwrap_or_default();
         for (path, file) in pages {
             if !file.ends_with(".html") || ["/404", "/500", "/_error"].contains(&path.as_str()) {
                 continue;
@@ -187,7 +194,8 @@ impl PageIndex {
                 life: None,
                 last_modified: 0,
             };
-            let slot = Page::new(&path, source, cx).map_or(Slot::Node, |p| Slot::Native(Arc::new(p)));
+            let slot =
+                Page::new(&path, source, cx).map_or(Slot::Node, |p| Slot::Native(Arc::new(p)));
             index.insert(path, slot, cx);
         }
         index
@@ -197,7 +205,8 @@ impl PageIndex {
         if let Slot::Native(page) = &slot
             && page.data.is_some()
         {
-            self.data.insert(data_path(&cx.settings.build_id, &path), path.clone());
+            self.data
+                .insert(data_path(&cx.settings.build_id, &path), path.clone());
         }
         self.slots.insert(path, slot);
     }
@@ -287,7 +296,15 @@ impl Page {
     /// middleware or a rule, or conditional header rules).
     fn new(path: &str, source: Source, cx: &Context<'_>) -> Option<Page> {
         let settings = cx.settings;
-        let full = format!("{}{}", settings.base_path, if path == "/" && !settings.base_path.is_empty() { "" } else { path });
+        let full = format!(
+            "{}{}",
+            settings.base_path,
+            if path == "/" && !settings.base_path.is_empty() {
+                ""
+            } else {
+                path
+            }
+        );
         if (cx.claimed)(&full) {
             return None;
         }
@@ -322,7 +339,15 @@ impl Page {
                     settings,
                 );
                 let rsc = source.rsc.clone().map(|body| {
-                    app_variant(&rules, &entry_headers, cache_control.as_deref(), body, None, false, settings)
+                    app_variant(
+                        &rules,
+                        &entry_headers,
+                        cache_control.as_deref(),
+                        body,
+                        None,
+                        false,
+                        settings,
+                    )
                 });
                 // Next's answer to a path nothing claims renders `/_not-found` under
                 // `Cache-Control: private, no-cache, ...`.
@@ -337,7 +362,15 @@ impl Page {
                         settings,
                     );
                     let rsc = source.rsc.clone().map(|body| {
-                        app_variant(&HeaderMap::new(), &entry_headers, Some(NO_STORE), body, None, false, settings)
+                        app_variant(
+                            &HeaderMap::new(),
+                            &entry_headers,
+                            Some(NO_STORE),
+                            body,
+                            None,
+                            false,
+                            settings,
+                        )
                     });
                     (html, rsc)
                 });
@@ -360,12 +393,17 @@ impl Page {
                         let data_path = data_path(&settings.build_id, path);
                         // Rules are matched against the data path in Next; only rule-free
                         // data routes are answered here.
-                        let data_rules = cx.rules.for_path(&format!("{}{data_path}", settings.base_path));
+                        let data_rules = cx
+                            .rules
+                            .for_path(&format!("{}{data_path}", settings.base_path));
                         match data_rules {
                             RuleHeaders::Known(data_rules)
                                 if data_rules.is_empty()
                                     && rules.is_empty()
-                                    && !(cx.claimed)(&format!("{}{data_path}", settings.base_path)) =>
+                                    && !(cx.claimed)(&format!(
+                                        "{}{data_path}",
+                                        settings.base_path
+                                    )) =>
                             {
                                 Some(pages_variant(
                                     &data_rules,
@@ -439,12 +477,26 @@ impl Page {
         if let Some(not_modified) = &variant.not_modified {
             let etag = not_modified.get(header::ETAG).and_then(|v| v.to_str().ok());
             if semantics::fresh(request_headers, etag, None) {
-                return Some(Native::ready(response(StatusCode::NOT_MODIFIED, not_modified.clone(), Body::empty())));
+                return Some(Native::ready(response(
+                    StatusCode::NOT_MODIFIED,
+                    not_modified.clone(),
+                    Body::empty(),
+                )));
             }
         }
-        if settings.compress && !head && (variant.chunked || variant.body.len() >= semantics::COMPRESSION_THRESHOLD) {
-            let content_type = variant.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-            let cache_control = variant.headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok());
+        if settings.compress
+            && !head
+            && (variant.chunked || variant.body.len() >= semantics::COMPRESSION_THRESHOLD)
+        {
+            let content_type = variant
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let cache_control = variant
+                .headers
+                .get(header::CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok());
             if semantics::compressible(content_type, cache_control) {
                 match semantics::negotiate(request_headers) {
                     Encoding::Identity => {}
@@ -470,7 +522,11 @@ impl Page {
         } else {
             Body::full(variant.body.clone())
         };
-        Some(Native::ready(response(status, variant.headers.clone(), body)))
+        Some(Native::ready(response(
+            status,
+            variant.headers.clone(),
+            body,
+        )))
     }
 }
 
@@ -491,13 +547,22 @@ fn app_variant(
         headers.insert(header::CACHE_CONTROL, semantics::value(rule_cache_control));
     }
     headers.insert(header::VARY, HeaderValue::from_static(APP_VARY));
-    headers.insert(HeaderName::from_static("x-nextjs-cache"), HeaderValue::from_static("HIT"));
-    headers.insert(HeaderName::from_static("x-nextjs-prerender"), HeaderValue::from_static("1"));
+    headers.insert(
+        HeaderName::from_static("x-nextjs-cache"),
+        HeaderValue::from_static("HIT"),
+    );
+    headers.insert(
+        HeaderName::from_static("x-nextjs-prerender"),
+        HeaderValue::from_static("1"),
+    );
     for (name, value) in entry_headers {
         headers.append(name.clone(), value.clone());
     }
     if html && settings.powered_by {
-        headers.insert(HeaderName::from_static("x-powered-by"), HeaderValue::from_static("Next.js"));
+        headers.insert(
+            HeaderName::from_static("x-powered-by"),
+            HeaderValue::from_static("Next.js"),
+        );
     }
     if let Some(cache_control) = cache_control
         && !headers.contains_key(header::CACHE_CONTROL)
@@ -511,7 +576,11 @@ fn app_variant(
     let not_modified = etag.is_some().then(|| headers.clone());
     headers
         .entry(header::CONTENT_TYPE)
-        .or_insert(HeaderValue::from_static(if html { HTML_TYPE } else { RSC_TYPE }));
+        .or_insert(HeaderValue::from_static(if html {
+            HTML_TYPE
+        } else {
+            RSC_TYPE
+        }));
     if html {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
@@ -539,10 +608,16 @@ fn pages_variant(
 ) -> Variant {
     let mut headers = rules.clone();
     if let Some(page) = data_of {
-        headers.insert(HeaderName::from_static("x-nextjs-matched-path"), semantics::value(page));
+        headers.insert(
+            HeaderName::from_static("x-nextjs-matched-path"),
+            semantics::value(page),
+        );
     }
     if props {
-        headers.insert(HeaderName::from_static("x-nextjs-cache"), HeaderValue::from_static("HIT"));
+        headers.insert(
+            HeaderName::from_static("x-nextjs-cache"),
+            HeaderValue::from_static("HIT"),
+        );
     }
     if let Some(cache_control) = cache_control
         && !headers.contains_key(header::CACHE_CONTROL)
@@ -550,7 +625,10 @@ fn pages_variant(
         headers.insert(header::CACHE_CONTROL, semantics::value(cache_control));
     }
     if content_type == HTML_TYPE && settings.powered_by {
-        headers.insert(HeaderName::from_static("x-powered-by"), HeaderValue::from_static("Next.js"));
+        headers.insert(
+            HeaderName::from_static("x-powered-by"),
+            HeaderValue::from_static("Next.js"),
+        );
     }
     let etag = settings.generate_etags.then_some(etag);
     if let Some(etag) = &etag {
@@ -574,8 +652,13 @@ fn compression_vary(headers: &mut HeaderMap, settings: &Settings) {
     if !settings.compress {
         return;
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let cache_control = headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let cache_control = headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok());
     if semantics::compressible(content_type, cache_control) {
         super::vary_accept_encoding(headers);
     }
@@ -588,7 +671,10 @@ fn cache_control(life: CacheLife, expire_time: Option<u64>) -> String {
             let expire = life.expire.or(expire_time);
             match expire {
                 Some(expire) if revalidate < expire => {
-                    format!("s-maxage={revalidate}, stale-while-revalidate={}", expire - revalidate)
+                    format!(
+                        "s-maxage={revalidate}, stale-while-revalidate={}",
+                        expire - revalidate
+                    )
                 }
                 _ => format!("s-maxage={revalidate}"),
             }
@@ -600,7 +686,9 @@ fn cache_control(life: CacheLife, expire_time: Option<u64>) -> String {
 /// The headers a cache entry carries (`.meta` or the worker's entry), as Next appends
 /// them; `x-next-cache-tags` is dropped (only minimal mode sends it). `None` when a value
 /// is not a valid header.
-fn entry_headers(map: &serde_json::Map<String, serde_json::Value>) -> Option<Vec<(HeaderName, HeaderValue)>> {
+fn entry_headers(
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> Option<Vec<(HeaderName, HeaderValue)>> {
     let mut headers = Vec::new();
     for (name, value) in map {
         if name.eq_ignore_ascii_case("x-next-cache-tags") {
@@ -684,7 +772,13 @@ struct RouteCache {
 
 /// Reads a prerendered entry as Next's file-system cache would: the runtime entry
 /// (`server/route-cache/...`, Next 15.5) when an earlier run wrote one, else the build's.
-fn read_entry(server: &Path, folder: &Path, path: &str, kind: Kind, life: CacheLife) -> Option<Source> {
+fn read_entry(
+    server: &Path,
+    folder: &Path,
+    path: &str,
+    kind: Kind,
+    life: CacheLife,
+) -> Option<Source> {
     let stem = folder.join(file_stem(path).trim_start_matches('/'));
     let seed_meta: Meta = match kind {
         Kind::App => read_json(&stem.with_extension("meta"))?,
@@ -709,10 +803,20 @@ fn read_entry(server: &Path, folder: &Path, path: &str, kind: Kind, life: CacheL
     let html_path = with_suffix(&stem, "html");
     let html = read_html(&html_path)?;
     let modified = std::fs::metadata(&html_path).ok()?.modified().ok()?;
-    let last_modified = meta.route_cache_last_modified.unwrap_or_else(|| semantics::millis(modified));
+    let last_modified = meta
+        .route_cache_last_modified
+        .unwrap_or_else(|| semantics::millis(modified));
     let (rsc, data) = match kind {
-        Kind::App => (std::fs::read(with_suffix(&stem, "rsc")).ok().map(Bytes::from), None),
-        _ => (None, Some(std::fs::read_to_string(with_suffix(&stem, "json")).ok()?)),
+        Kind::App => (
+            std::fs::read(with_suffix(&stem, "rsc"))
+                .ok()
+                .map(Bytes::from),
+            None,
+        ),
+        _ => (
+            None,
+            Some(std::fs::read_to_string(with_suffix(&stem, "json")).ok()?),
+        ),
     };
     Some(Source {
         kind,
@@ -803,12 +907,18 @@ mod tests {
     #[test]
     fn cache_control_is_nexts() {
         let life = |revalidate, expire| CacheLife { revalidate, expire };
-        assert_eq!(cache_control(life(None, None), Some(ONE_YEAR)), "s-maxage=31536000");
+        assert_eq!(
+            cache_control(life(None, None), Some(ONE_YEAR)),
+            "s-maxage=31536000"
+        );
         assert_eq!(
             cache_control(life(Some(5), Some(ONE_YEAR)), Some(ONE_YEAR)),
             "s-maxage=5, stale-while-revalidate=31535995"
         );
-        assert_eq!(cache_control(life(Some(5), None), Some(ONE_YEAR)), "s-maxage=5, stale-while-revalidate=31535995");
+        assert_eq!(
+            cache_control(life(Some(5), None), Some(ONE_YEAR)),
+            "s-maxage=5, stale-while-revalidate=31535995"
+        );
         assert_eq!(cache_control(life(Some(5), None), None), "s-maxage=5");
     }
 

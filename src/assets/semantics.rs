@@ -310,7 +310,9 @@ fn parse_accept_encoding(header: &str) -> Vec<Accepted> {
 fn parse_float_prefix(text: &str) -> Option<f64> {
     let end = text
         .char_indices()
-        .take_while(|(i, c)| c.is_ascii_digit() || *c == '.' || (*i == 0 && (*c == '-' || *c == '+')))
+        .take_while(|(i, c)| {
+            c.is_ascii_digit() || *c == '.' || (*i == 0 && (*c == '-' || *c == '+'))
+        })
         .map(|(i, c)| i + c.len_utf8())
         .last()?;
     text[..end].parse().ok()
@@ -505,8 +507,16 @@ mod tests {
         let etag = Some("\"abc\"");
         assert!(!fresh(&headers(&[]), etag, None));
         assert!(fresh(&headers(&[("if-none-match", "\"abc\"")]), etag, None));
-        assert!(fresh(&headers(&[("if-none-match", "W/\"abc\"")]), etag, None));
-        assert!(fresh(&headers(&[("if-none-match", "\"x\", \"abc\"")]), etag, None));
+        assert!(fresh(
+            &headers(&[("if-none-match", "W/\"abc\"")]),
+            etag,
+            None
+        ));
+        assert!(fresh(
+            &headers(&[("if-none-match", "\"x\", \"abc\"")]),
+            etag,
+            None
+        ));
         assert!(fresh(&headers(&[("if-none-match", "*")]), etag, None));
         assert!(!fresh(&headers(&[("if-none-match", "\"x\"")]), etag, None));
         assert!(!fresh(
@@ -516,17 +526,40 @@ mod tests {
         ));
         // If-Modified-Since without Last-Modified is never fresh.
         assert!(!fresh(
-            &headers(&[("if-none-match", "\"abc\""), ("if-modified-since", "Sat, 21 Nov 2026 00:33:48 GMT")]),
+            &headers(&[
+                ("if-none-match", "\"abc\""),
+                ("if-modified-since", "Sat, 21 Nov 2026 00:33:48 GMT")
+            ]),
             etag,
             None
         ));
         let last = Some("Sat, 21 Nov 2026 00:33:48 GMT");
-        assert!(fresh(&headers(&[("if-modified-since", "Sat, 21 Nov 2026 00:33:48 GMT")]), None, last));
-        assert!(!fresh(&headers(&[("if-modified-since", "Sat, 21 Nov 2026 00:33:47 GMT")]), None, last));
-        assert!(!fresh(&headers(&[("if-modified-since", "garbage")]), None, last));
+        assert!(fresh(
+            &headers(&[("if-modified-since", "Sat, 21 Nov 2026 00:33:48 GMT")]),
+            None,
+            last
+        ));
+        assert!(!fresh(
+            &headers(&[("if-modified-since", "Sat, 21 Nov 2026 00:33:47 GMT")]),
+            None,
+            last
+        ));
+        assert!(!fresh(
+            &headers(&[("if-modified-since", "garbage")]),
+            None,
+            last
+        ));
         let weak = Some("W/\"17-1a1fb860c9a\"");
-        assert!(fresh(&headers(&[("if-none-match", "W/\"17-1a1fb860c9a\"")]), weak, last));
-        assert!(fresh(&headers(&[("if-none-match", "\"17-1a1fb860c9a\"")]), weak, last));
+        assert!(fresh(
+            &headers(&[("if-none-match", "W/\"17-1a1fb860c9a\"")]),
+            weak,
+            last
+        ));
+        assert!(fresh(
+            &headers(&[("if-none-match", "\"17-1a1fb860c9a\"")]),
+            weak,
+            last
+        ));
     }
 
     #[test]
@@ -535,15 +568,24 @@ mod tests {
         assert_eq!(range("bytes=0-9"), RangeAnswer::Part { start: 0, end: 9 });
         assert_eq!(range("bytes=90-"), RangeAnswer::Part { start: 90, end: 99 });
         assert_eq!(range("bytes=-10"), RangeAnswer::Part { start: 90, end: 99 });
-        assert_eq!(range("bytes=-1000"), RangeAnswer::Part { start: 0, end: 99 });
-        assert_eq!(range("bytes=95-1000"), RangeAnswer::Part { start: 95, end: 99 });
+        assert_eq!(
+            range("bytes=-1000"),
+            RangeAnswer::Part { start: 0, end: 99 }
+        );
+        assert_eq!(
+            range("bytes=95-1000"),
+            RangeAnswer::Part { start: 95, end: 99 }
+        );
         assert_eq!(range("bytes=100-"), RangeAnswer::Node);
         assert_eq!(range("bytes=0-1,5-6"), RangeAnswer::Node);
         assert_eq!(range("bytes=x-"), RangeAnswer::Node);
         assert_eq!(range("items=0-1"), RangeAnswer::Whole);
         assert_eq!(super::range(&headers(&[]), 100), RangeAnswer::Whole);
         assert_eq!(
-            super::range(&headers(&[("range", "bytes=0-1"), ("if-range", "\"x\"")]), 100),
+            super::range(
+                &headers(&[("range", "bytes=0-1"), ("if-range", "\"x\"")]),
+                100
+            ),
             RangeAnswer::Node
         );
     }
@@ -566,8 +608,14 @@ mod tests {
 
     #[test]
     fn content_types_and_compressibility() {
-        assert_eq!(content_type("/_next/static/chunks/a.js"), Some("application/javascript; charset=UTF-8"));
-        assert_eq!(content_type("/robots.txt"), Some("text/plain; charset=UTF-8"));
+        assert_eq!(
+            content_type("/_next/static/chunks/a.js"),
+            Some("application/javascript; charset=UTF-8")
+        );
+        assert_eq!(
+            content_type("/robots.txt"),
+            Some("text/plain; charset=UTF-8")
+        );
         assert_eq!(content_type("/images/dot.svg"), Some("image/svg+xml"));
         assert_eq!(content_type("/x.unknown"), None);
         assert_eq!(content_type("/noextension"), None);

@@ -61,9 +61,9 @@ where
             } => {
                 let next = self.next.clone();
                 let request = request.map(Body::new);
-                ResponseFuture::next(Box::pin(async move {
-                    next.handle(request, Reach::Owned).await
-                }))
+                ResponseFuture::next(Box::pin(
+                    async move { next.handle(request, Reach::Owned).await },
+                ))
             }
             Owner::Next { dispatch, rewrite } => {
                 let request = rewrite_target(request.map(Body::new), rewrite);

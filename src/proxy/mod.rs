@@ -130,7 +130,8 @@ impl Proxy {
             return;
         }
         let mut applied = self.applied.clone();
-        let caught_up = tokio::time::timeout(EVENT_WAIT, applied.wait_for(|g| *g >= generation)).await;
+        let caught_up =
+            tokio::time::timeout(EVENT_WAIT, applied.wait_for(|g| *g >= generation)).await;
         if !matches!(caught_up, Ok(Ok(_))) {
             tracing::warn!(generation, "cache events of the worker not applied in time");
         }

@@ -53,7 +53,7 @@ pub(crate) struct Worker {
 #[derive(Debug)]
 pub(crate) enum WorkerEvent {
     /// A change to Next's response cache.
-    Cache(CacheEvent),
+    Cache(Box<CacheEvent>),
     /// A new worker process took over (its in-memory cache starts empty).
     Restarted,
 }
@@ -80,7 +80,7 @@ impl Events {
 
     fn cache(&self, event: CacheEvent) {
         self.seen.fetch_max(event.generation, Ordering::Relaxed);
-        let _ = self.sender.send(WorkerEvent::Cache(event));
+        let _ = self.sender.send(WorkerEvent::Cache(Box::new(event)));
     }
 }
 
