@@ -38,8 +38,8 @@ async fn main() -> std::io::Result<()> {
                 .route("/posts/{id}", "/post"),
         );
 
-    let listener = tokio::net::TcpListener::bind(common::address()).await?;
-    tracing::info!("listening on http://{}", listener.local_addr()?);
+    let listener = common::listen().await?;
+    tracing::info!("listening on http://{}", common::address());
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -45,6 +45,8 @@ async fn main() -> std::io::Result<()> {
             },
             _ = &mut signal => break,
         };
+        // As Node's HTTP server does: small answers leave at once.
+        let _ = stream.set_nodelay(true);
         let service = service_fn({
             let handler = handler.clone();
             move |request| route(handler.clone(), peer, request)

@@ -24,6 +24,20 @@ pub fn address() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// Listens on [`address`], with `TCP_NODELAY` on each connection as Node's HTTP server
+/// has it (otherwise Nagle's algorithm can hold a small answer back for tens of ms).
+pub async fn listen() -> std::io::Result<Listener> {
+    use axum::serve::ListenerExt;
+    fn no_delay(tcp: &mut tokio::net::TcpStream) {
+        let _ = tcp.set_nodelay(true);
+    }
+    let listener = tokio::net::TcpListener::bind(address()).await?;
+    Ok(listener.tap_io(no_delay))
+}
+
+/// What [`listen`] gives.
+pub type Listener = axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)>;
+
 /// The app in `$NEXT_DIR` (default: the app bundled with this repo), production when
 /// `NODE_ENV=production`.
 pub fn options() -> NextOptions {
@@ -32,7 +46,12 @@ pub fn options() -> NextOptions {
         Some(dir) => PathBuf::from(dir),
         None => bundled_app(dev),
     };
-    NextOptions::new(dir).dev(dev).port(address().port())
+    // TOWER_NEXT_NATIVE=off sends every request to Node.js (for comparisons).
+    let native = std::env::var("TOWER_NEXT_NATIVE").as_deref() != Ok("off");
+    NextOptions::new(dir)
+        .dev(dev)
+        .port(address().port())
+        .serve_natively(native)
 }
 
 /// Prepares the app, or exits with the error's advice.

@@ -61,7 +61,7 @@ module.exports = class TowerNextCacheHandler extends Handler {
 // Points `config.cacheHandler` at the reporting subclass, once it loads. Returns whether
 // the worker reports cache events (never in dev mode).
 function installCacheEvents(config, nextDir) {
-  if (options.dev) return false;
+  if (options.dev || !options.cacheEvents) return false;
   const original = config.cacheHandler;
   const base = original
     ? path.resolve(options.dir, original)

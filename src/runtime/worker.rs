@@ -215,6 +215,7 @@ impl Launch {
             "socket": self.socket,
             "privateDir": self.private_dir,
             "generationBase": self.events.seen.load(Ordering::Relaxed),
+            "cacheEvents": self.options.serve_natively && !self.options.dev,
         });
         let mut command = Command::new(&self.options.node_binary);
         command
