@@ -31,11 +31,13 @@ function emit(event) {
   announce({ type: 'cache', generation, ...event });
 }
 
-// Next.js writes and invalidates its response cache through the configured `cacheHandler`
-// (next.config; Next's file-system cache by default), from its own server and from the
-// route modules' bundled copies alike. The bridge configures a subclass of that handler
-// which reports each `set` and `revalidateTag` to it, through a process-wide hook.
+// Next.js writes and invalidates its response cache through a cache handler: the one
+// next.config names (`cacheHandler`), else the `FetchCache` class registered under
+// `Symbol.for('@next/cache-handlers')`, else its file-system cache. Next's own server and
+// the route modules' bundled copies all pick it that way. The bridge puts a subclass of the
+// handler in use there, which reports each `set` and `revalidateTag` through a hook.
 const CACHE_HOOK = Symbol.for('tower-next.cache-events');
+const NEXT_CACHE_HANDLERS = Symbol.for('@next/cache-handlers');
 
 function cacheHandlerSource(base) {
   return `'use strict';
@@ -58,20 +60,27 @@ module.exports = class TowerNextCacheHandler extends Handler {
 `;
 }
 
-// Points `config.cacheHandler` at the reporting subclass, once it loads. Returns whether
-// the worker reports cache events (never in dev mode).
+// Installs the reporting handler. Returns whether the worker reports cache events (never
+// in dev mode, nor when the host does not answer natively).
 function installCacheEvents(config, nextDir) {
   if (options.dev || !options.cacheEvents) return false;
-  const original = config.cacheHandler;
-  const base = original
-    ? path.resolve(options.dir, original)
+  const configured = config.cacheHandler;
+  const registered = globalThis[NEXT_CACHE_HANDLERS];
+  if (!configured && registered && registered.FetchCache) {
+    console.error('tower-next bridge: a FetchCache is registered already; prerendered pages are left to Next.js');
+    return false;
+  }
+  const base = configured
+    ? path.resolve(options.dir, configured)
     : path.join(nextDir, 'dist/server/lib/incremental-cache/file-system-cache.js');
   const file = path.join(options.privateDir, 'cache-handler.cjs');
+  let Handler;
   try {
     // Next's server modules expect the environment its server sets up before they load.
     require(path.join(nextDir, 'dist/server/node-environment'));
     fs.writeFileSync(file, cacheHandlerSource(base));
-    if (typeof require(file) !== 'function') throw new Error('not a class');
+    Handler = require(file);
+    if (typeof Handler !== 'function') throw new Error('not a class');
   } catch (err) {
     console.error('tower-next bridge: no cache events, prerendered pages are left to Next.js:', err);
     return false;
@@ -85,7 +94,12 @@ function installCacheEvents(config, nextDir) {
       emit({ event: 'revalidate-tag', tags: [].concat(tags).filter((t) => typeof t === 'string') });
     },
   };
-  config.cacheHandler = file;
+  if (configured) {
+    // Next imports a configured handler on every request; only then is the config changed.
+    config.cacheHandler = file;
+  } else {
+    globalThis[NEXT_CACHE_HANDLERS] = { ...(registered || {}), FetchCache: Handler };
+  }
   return true;
 }
 
@@ -219,8 +233,10 @@ async function main() {
   // useFileSystemPublicRoutes is enforced by the Rust layer. Next itself keeps it on, since
   // with it off Next 15 refuses app.render() as well (DESIGN.md §3).
   config.useFileSystemPublicRoutes = true;
+  const cacheHandlerBefore = config.cacheHandler;
   const cacheEvents = installCacheEvents(config, nextDir);
-  if (!configShared && (options.conf || !userFileSystemRoutes || cacheEvents)) {
+  const handlerChanged = config.cacheHandler !== cacheHandlerBefore;
+  if (!configShared && (options.conf || !userFileSystemRoutes || handlerChanged)) {
     // Without a shared config cache, hand Next the whole resolved config the way its
     // standalone server does.
     process.env.__NEXT_PRIVATE_STANDALONE_CONFIG = JSON.stringify(config);
