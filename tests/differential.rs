@@ -81,6 +81,10 @@ use tower_next::NextLayer;
 /// The Host header of every request, on both servers.
 const HOST: &str = "localhost:3000";
 
+/// The header in which tower-next names the responder of a native answer
+/// (`NextOptions::mark_native_responses`); taken out before comparing.
+const NATIVE_HEADER: &str = "x-tower-next-native";
+
 /// Headers that differ on purpose (see the module docs).
 const IGNORED_HEADERS: [&str; 4] = ["connection", "keep-alive", "transfer-encoding", "date"];
 
@@ -118,6 +122,8 @@ struct Route {
     /// `Some` for App Router pages: the `RSC: 1` variant and its payload's stability.
     rsc: Option<Stability>,
     via: Via,
+    /// Rust must answer every variant of this route natively (see [`NATIVE_HEADER`]).
+    native: bool,
 }
 
 impl Route {
@@ -127,6 +133,15 @@ impl Route {
             stability,
             rsc: None,
             via: Via::Layer,
+            native: false,
+        }
+    }
+
+    /// Rust answers every variant of this route natively, after the warm-up.
+    fn native(self) -> Route {
+        Route {
+            native: true,
+            ..self
         }
     }
 
@@ -157,6 +172,8 @@ enum Variant {
     Rsc,
     Head,
     Conditional,
+    Modified,
+    Range,
     Gzip,
 }
 
@@ -167,6 +184,8 @@ impl Variant {
             Variant::Rsc => "GET RSC: 1",
             Variant::Head => "HEAD",
             Variant::Conditional => "GET If-None-Match",
+            Variant::Modified => "GET If-Modified-Since",
+            Variant::Range => "GET Range: bytes=0-9",
             Variant::Gzip => "GET gzip",
         }
     }
@@ -177,17 +196,18 @@ fn routes(build_id: &str, assets: &[String]) -> Vec<Route> {
     use Stability::{PerRequest, Revalidating, Stable};
     let mut routes = vec![
         // App Router pages.
-        Route::app("/", Stable, Stable),
-        Route::app("/about", Stable, Stable),
+        Route::app("/", Stable, Stable).native(),
+        Route::app("/about", Stable, Stable).native(),
         Route::new("/about/", Stable), // trailing slash: 308 to /about
         Route::app("/dynamic", PerRequest, PerRequest),
         Route::app("/isr", Revalidating, Revalidating),
         Route::app("/streaming", PerRequest, PerRequest),
-        Route::app("/blog/hello", Stable, Stable),
-        Route::app("/blog/world", Stable, Stable),
-        Route::app("/blog/other", Stable, Stable), // rendered on first request, then cached
-        Route::app("/pricing", Stable, Stable),
-        Route::app("/action", Stable, Stable),
+        Route::app("/blog/hello", Stable, Stable).native(),
+        Route::app("/blog/world", Stable, Stable).native(),
+        // Rendered on first request, then cached: native once the worker reported it.
+        Route::app("/blog/other", Stable, Stable).native(),
+        Route::app("/pricing", Stable, Stable).native(),
+        Route::app("/action", Stable, Stable).native(),
         // Rendered per request, but their HTML holds nothing that changes.
         Route::app("/docs/a/b", Stable, PerRequest),
         Route::app("/shop", Stable, PerRequest),
@@ -200,12 +220,12 @@ fn routes(build_id: &str, assets: &[String]) -> Vec<Route> {
         Route::new("/api/cookies", Stable),
         Route::new("/api/echo-headers", PerRequest),
         // Pages Router.
-        Route::new("/legacy", Stable),
+        Route::new("/legacy", Stable).native(),
         Route::new("/ssr", PerRequest),
-        Route::new("/ssg", Stable),
+        Route::new("/ssg", Stable).native(),
         Route::new("/pb?x=1", Stable),
         Route::new("/api/ping", Stable),
-        Route::new(format!("/_next/data/{build_id}/ssg.json"), Stable),
+        Route::new(format!("/_next/data/{build_id}/ssg.json"), Stable).native(),
         Route::new(format!("/_next/data/{build_id}/ssr.json"), PerRequest),
         Route::new(format!("/_next/data/{build_id}/pb.json?x=1"), Stable),
         Route::new("/_next/data/not-the-build/ssg.json", Stable),
@@ -215,24 +235,33 @@ fn routes(build_id: &str, assets: &[String]) -> Vec<Route> {
         Route::app("/old-about", Stable, Stable),
         Route::app("/rewritten", Stable, Stable),
         // public/ files.
-        Route::new("/robots.txt", Stable),
-        Route::new("/hello.txt", Stable),
-        Route::new("/images/dot.svg", Stable),
+        Route::new("/robots.txt", Stable).native(),
+        Route::new("/hello.txt", Stable).native(),
+        Route::new("/images/dot.svg", Stable).native(),
         // Build assets.
         Route::new("/_next/static/chunks/does-not-exist.js", Stable),
         // Other spellings of Next's routes that Next serves as such.
         Route::app("/%61bout", Stable, Stable),
-        Route::app("/about?x=1", Stable, Stable),
+        Route::app("/about?x=1", Stable, Stable).native(),
         Route::app("/docs/a%20b/c", Stable, PerRequest),
         Route::app("/blog/hello/", Stable, Stable), // 308 to /blog/hello
         Route::new("/legacy/", Stable),
         Route::new("/api/hello/", Stable),
         // The image optimizer (SVG is refused without `dangerouslyAllowSVG`).
         Route::new("/_next/image?url=%2Fimages%2Fdot.svg&w=64&q=75", Stable),
-        // Next's 404 page (see `Via::Service`).
-        Route::app("/nope", Stable, Stable).via(Via::Service),
+        // Next's 404 page (see `Via::Service`), and the not-found page asked for by name.
+        Route::app("/nope", Stable, Stable)
+            .via(Via::Service)
+            .native(),
+        Route::app("/_not-found", Stable, Stable)
+            .via(Via::Service)
+            .native(),
     ];
-    routes.extend(assets.iter().map(|url| Route::new(url.clone(), Stable)));
+    routes.extend(
+        assets
+            .iter()
+            .map(|url| Route::new(url.clone(), Stable).native()),
+    );
     routes
 }
 
@@ -340,11 +369,19 @@ struct Mismatch {
     what: String,
 }
 
+/// A response that tower-next gave natively (it said so in [`NATIVE_HEADER`]).
+struct Native {
+    route: String,
+    variant: &'static str,
+    responder: String,
+}
+
 #[derive(Default)]
 struct Report {
     routes: usize,
     compared: usize,
     mismatches: Vec<Mismatch>,
+    native: Vec<Native>,
 }
 
 impl Report {
@@ -358,6 +395,24 @@ impl Report {
             variant,
             what,
         });
+    }
+
+    /// The answers tower-next gave natively, one line per route: its variants and
+    /// responders.
+    fn native_table(&self) -> String {
+        let mut by_route: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for native in &self.native {
+            by_route
+                .entry(&native.route)
+                .or_default()
+                .push(format!("{} ({})", native.variant, native.responder));
+        }
+        let width = by_route.keys().map(|r| r.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for (route, variants) in by_route {
+            let _ = writeln!(out, "  {route:width$}  {}", variants.join(", "));
+        }
+        out
     }
 
     fn table(&self) -> String {
@@ -406,7 +461,7 @@ async fn differential(scope: Scope) {
     // (With several workers, a page one worker renders on demand can answer STALE once on
     // another that did not see it written yet; see the README's pool section.)
     support::init_tracing();
-    let next = tower_next::Next::prepare(support::options().workers(1))
+    let next = tower_next::Next::prepare(support::options().workers(1).mark_native_responses(true))
         .await
         .expect("prepare the fixture");
     let layer = support::serve(
@@ -438,10 +493,12 @@ async fn differential(scope: Scope) {
     next.shutdown().await;
     drop(reference);
     support::progress(&format!(
-        "compared {} (route, variant) pairs of {} routes in {:.1?}",
+        "compared {} (route, variant) pairs of {} routes in {:.1?}; {} answered natively:\n{}",
         report.compared,
         report.routes,
-        started.elapsed()
+        started.elapsed(),
+        report.native.len(),
+        report.native_table()
     ));
     assert!(
         report.mismatches.is_empty(),
@@ -467,8 +524,12 @@ async fn compare_all(servers: &Servers, build_id: &str, scope: Scope) -> Report 
         Scope::NonCanonical => non_canonical_routes(),
     };
     report.routes = routes.len();
-    for route in &routes {
-        warm(servers, route).await;
+    // Twice: a page rendered on demand is written to the cache in the background after
+    // the first request, and a gzip answer is learned from the first one after that.
+    for _ in 0..2 {
+        for route in &routes {
+            warm(servers, route).await;
+        }
     }
     for route in &routes {
         compare_route(servers, route, &mut report).await;
@@ -505,10 +566,19 @@ async fn warm(servers: &Servers, route: &Route) {
     let _ = servers
         .both(route.via, Method::GET, &route.path, &[], &[])
         .await;
+    // tower-next learns gzip answers from the worker's first one (see the module docs).
+    let gzip = [("accept-encoding", "gzip")];
+    let _ = servers
+        .both(route.via, Method::GET, &route.path, &gzip, &gzip)
+        .await;
     if route.rsc.is_some() {
         let rsc = [("rsc", "1")];
         let _ = servers
             .both(route.via, Method::GET, &route.path, &rsc, &rsc)
+            .await;
+        let rsc_gzip = [("rsc", "1"), ("accept-encoding", "gzip")];
+        let _ = servers
+            .both(route.via, Method::GET, &route.path, &rsc_gzip, &rsc_gzip)
             .await;
     }
 }
@@ -517,13 +587,15 @@ async fn compare_route(servers: &Servers, route: &Route, report: &mut Report) {
     let (reference, ours) = servers
         .both(route.via, Method::GET, &route.path, &[], &[])
         .await;
-    let etags = match (&reference, &ours) {
+    let validators = |name: &str| match (&reference, &ours) {
         (Ok(r), Ok(o)) => r
-            .header("etag")
-            .zip(o.header("etag"))
+            .header(name)
+            .zip(o.header(name))
             .map(|(r, o)| (r.to_owned(), o.to_owned())),
         _ => None,
     };
+    let etags = validators("etag");
+    let last_modified = validators("last-modified");
     compare(route, Variant::Get, (reference, ours), None, report);
 
     if route.rsc.is_some() {
@@ -560,6 +632,25 @@ async fn compare_route(servers: &Servers, route: &Route, report: &mut Report) {
         );
     }
 
+    if let Some((reference_date, our_date)) = &last_modified {
+        let (reference, ours) = servers
+            .both(
+                route.via,
+                Method::GET,
+                &route.path,
+                &[("if-modified-since", reference_date)],
+                &[("if-modified-since", our_date)],
+            )
+            .await;
+        compare(route, Variant::Modified, (reference, ours), None, report);
+    }
+
+    let range = [("range", "bytes=0-9")];
+    let (reference, ours) = servers
+        .both(route.via, Method::GET, &route.path, &range, &range)
+        .await;
+    compare(route, Variant::Range, (reference, ours), None, report);
+
     let gzip = [("accept-encoding", "gzip")];
     let (reference, ours) = servers
         .both(route.via, Method::GET, &route.path, &gzip, &gzip)
@@ -578,7 +669,7 @@ fn compare(
 ) {
     report.compared += 1;
     let stability = route.stability(variant);
-    let (reference, ours) = match (reference, ours) {
+    let (reference, mut ours) = match (reference, ours) {
         (Ok(r), Ok(o)) => (r, o),
         (r, o) => {
             let describe = |side: &Result<Captured, String>| match side {
@@ -593,6 +684,24 @@ fn compare(
             return;
         }
     };
+
+    let responder = ours
+        .headers
+        .remove(NATIVE_HEADER)
+        .and_then(|v| v.into_iter().next());
+    match &responder {
+        Some(responder) => report.native.push(Native {
+            route: route.path.clone(),
+            variant: variant.name(),
+            responder: responder.clone(),
+        }),
+        None if route.native => report.differs(
+            route,
+            variant,
+            "expected a native answer from tower-next, the worker answered".into(),
+        ),
+        None => {}
+    }
 
     if revalidated_in_between(stability, &reference, &ours, sent_etags) {
         // A 304 and a 200 with the regenerated page: nothing else to compare.
