@@ -76,7 +76,7 @@ use std::{
 
 use axum::{Router, routing::get};
 use reqwest::{Method, header};
-use tower_next::NextLayer;
+use tower_next::{NextLayer, NextOptions};
 
 /// The Host header of every request, on both servers.
 const HOST: &str = "localhost:3000";
@@ -279,6 +279,37 @@ fn non_canonical_routes() -> Vec<Route> {
     ]
 }
 
+/// The routes of the fixture built with `basePath: '/base'`, `assetPrefix: '/cdn'`,
+/// `trailingSlash: true` and `distDir: 'build'`, and header rules on a public file, on
+/// `/_next/static` and (conditional) on a page. `chunk` is a `/_next/static` path.
+fn configured_routes(build_id: &str, chunk: &str) -> Vec<Route> {
+    use Stability::{PerRequest, Stable};
+    vec![
+        Route::app("/base/", Stable, Stable).native(),
+        Route::app("/base", Stable, Stable), // 308 to /base/
+        Route::app("/base/about/", Stable, Stable).native(),
+        Route::app("/base/about", Stable, Stable), // 308 to /base/about/
+        Route::app("/about/", Stable, Stable).via(Via::Service), // outside basePath: 404
+        Route::app("/base/blog/hello/", Stable, Stable).native(),
+        Route::app("/base/dynamic/", PerRequest, PerRequest),
+        // A conditional header rule (`has`) matches it: Node answers, with or without `v`.
+        Route::new("/base/legacy/", Stable),
+        Route::new("/base/legacy/?v=1", Stable),
+        Route::new("/base/ssg/", Stable).native(),
+        Route::new(format!("/base/_next/data/{build_id}/ssg.json"), Stable).native(),
+        Route::new("/base/robots.txt", Stable).native(), // header rules set Cache-Control
+        Route::new("/base/robots.txt/", Stable),
+        Route::new("/base/images/dot.svg", Stable).native(),
+        Route::new("/robots.txt", Stable).via(Via::Service), // outside basePath
+        Route::new(format!("/base{chunk}"), Stable).native(),
+        Route::new(format!("/cdn{chunk}"), Stable).via(Via::Service),
+        Route::new(chunk.to_owned(), Stable).via(Via::Service),
+        Route::app("/base/old-about/", Stable, Stable),
+        Route::app("/base/mw/other/", Stable, Stable),
+        Route::app("/base/nope/", Stable, Stable).via(Via::Service),
+    ]
+}
+
 /// A response as received: status, headers by lowercase name, the whole body.
 #[derive(Debug)]
 struct Captured {
@@ -445,6 +476,11 @@ async fn non_canonical_paths_of_next_routes_redirect_as_with_next_start() {
     differential(Scope::NonCanonical).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn base_path_asset_prefix_trailing_slash_and_dist_dir_as_with_next_start() {
+    differential(Scope::Configured).await;
+}
+
 /// Which routes a test compares.
 #[derive(Clone, Copy)]
 enum Scope {
@@ -452,13 +488,20 @@ enum Scope {
     Fixture,
     /// [`non_canonical_routes`].
     NonCanonical,
+    /// [`configured_routes`] of the fixture built with basePath, assetPrefix,
+    /// trailingSlash and distDir (`tests/fixtures/app15-config.next.config.js`).
+    Configured,
 }
 
 async fn differential(scope: Scope) {
     let started = Instant::now();
-    let reference = support::next_start();
+    let dir = match scope {
+        Scope::Configured => support::configured_fixture(),
+        Scope::Fixture | Scope::NonCanonical => support::fixture(),
+    };
+    let reference = support::next_start_in(&dir);
     support::init_tracing();
-    let next = tower_next::Next::prepare(support::options().mark_native_responses(true))
+    let next = tower_next::Next::prepare(NextOptions::new(&dir).mark_native_responses(true))
         .await
         .expect("prepare the fixture");
     let layer = support::serve(
@@ -519,6 +562,16 @@ async fn compare_all(servers: &Servers, build_id: &str, scope: Scope) -> Report 
             )
         }
         Scope::NonCanonical => non_canonical_routes(),
+        Scope::Configured => {
+            let chunks = support::configured_fixture().join("build/static/chunks");
+            let webpack = std::fs::read_dir(chunks)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|name| name.starts_with("webpack-") && name.ends_with(".js"))
+                .expect("a webpack runtime chunk");
+            configured_routes(build_id, &format!("/_next/static/chunks/{webpack}"))
+        }
     };
     report.routes = routes.len();
     // Twice: a page rendered on demand is written to the cache in the background after
