@@ -1,5 +1,6 @@
-//! Differential test (issue 2, item 9): for every route of the fixture app, the response
-//! through the axum layer equals `next start`'s on the same build.
+//! Differential test (issue 2, item 9; issue 4, item 4): for every route of the fixture
+//! app, the response through the axum layer equals `next start`'s on the same build, and
+//! so does every answer tower-next gives natively, without Node.
 //!
 //! Both servers run the fixture's one build at the same time. Every route is asked the same
 //! requests, each with `Host: localhost:3000`, in these variants:
@@ -8,20 +9,36 @@
 //! - `GET` with `RSC: 1` (App Router pages and the rules that lead to them);
 //! - `HEAD`;
 //! - `GET` with `If-None-Match: <ETag of that server's GET>` where the GETs had an ETag;
+//! - `GET` with `If-Modified-Since: <Last-Modified of that server's GET>` where they had one;
+//! - `GET` with `Range: bytes=0-9`;
 //! - `GET` with `Accept-Encoding: gzip`.
 //!
 //! Compared: the status; every response header, present on one side only or with other
 //! values (a multiset, so repeated `Set-Cookie` and `x-nextjs-prerender` fields count),
 //! except those listed below; and the body, byte for byte, where the route's [`Stability`]
 //! says it is the same on every request (empty bodies, of `HEAD` and `304`, always; for the
-//! gzip variant, the compressed bytes: both sides are Node's zlib with Next's settings).
+//! gzip variant, the compressed bytes: both sides are Node's zlib with Next's settings, as
+//! tower-next's native gzip answers are Node's, learned once and verified).
 //! Every difference is collected and the test fails once, with a table.
 //!
-//! Before comparing, each route is requested once on each server (`GET`, and `RSC: 1` for
-//! App Router pages): Next writes its runtime cache entries (`.next/server/route-cache`) on
-//! first requests, and a page rendered on demand (`/blog/other`) answers `x-nextjs-cache:
-//! STALE` without `Cache-Control` the first time and `HIT` with it afterwards. The two
-//! servers share the build folder but not their in-memory caches, so each one is warmed.
+//! # Native answers
+//!
+//! tower-next runs with `NextOptions::mark_native_responses(true)`: each answer Rust gives
+//! itself carries `x-tower-next-native: <responder>`. The header is taken out before the
+//! comparison and recorded; the test prints which (route, variant) pairs were native. Routes
+//! made with [`Route::native`] must be answered natively in every variant, so a silent
+//! fall-back to Node fails the test instead of passing for a native answer.
+//!
+//! Before comparing, each route is requested twice on each server (`GET`, gzip, and
+//! `RSC: 1` for App Router pages): Next writes its runtime cache entries
+//! (`.next/server/route-cache`) on first requests, a page rendered on demand (`/blog/other`)
+//! answers `x-nextjs-cache: STALE` without `Cache-Control` the first time and `HIT` with it
+//! afterwards (tower-next answers it natively once the worker has reported the write), and
+//! tower-next learns a gzip answer from the worker's first one. The two servers share the
+//! build folder but not their in-memory caches, so each one is warmed.
+//!
+//! A third test does the same on the fixture built with basePath, assetPrefix,
+//! trailingSlash, distDir and more header rules ([`configured_routes`]).
 //!
 //! # Differences on purpose
 //!

@@ -437,3 +437,43 @@ async fn prerendered_pages_are_served_while_the_worker_restarts() {
     assert!(page.body.contains("About page"));
     next.shutdown().await;
 }
+
+/// With a `cacheHandler` in next.config, the worker reports through a subclass of it: the
+/// app's own handler still does the work, and a revalidated page is still never stale.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_cache_handler_keeps_working_and_reporting() {
+    let folder = tempfile::tempdir().unwrap();
+    let marker = folder.path().join("sets.log");
+    let handler = folder.path().join("cache-handler.js");
+    let file_system_cache = support::fixture()
+        .join("node_modules/next/dist/server/lib/incremental-cache/file-system-cache.js");
+    std::fs::write(
+        &handler,
+        format!(
+            "const fs = require('fs');\n\
+             const FileSystemCache = require({:?}).default;\n\
+             module.exports = class AppCache extends FileSystemCache {{\n\
+               async set(key, data, ctx) {{\n\
+                 fs.appendFileSync({:?}, key + '\\n');\n\
+                 return super.set(key, data, ctx);\n\
+               }}\n\
+             }};\n",
+            file_system_cache, marker
+        ),
+    )
+    .unwrap();
+    let conf = serde_json::json!({ "cacheHandler": handler });
+    let (next, addr) = start(support::options().conf(conf)).await;
+
+    let before = native_answer(addr, "/stamp").await;
+    let revalidated = send(reqwest::Method::POST, addr, "/api/revalidate?path=/stamp", &[]).await;
+    assert_eq!(revalidated.status, StatusCode::OK);
+    let first = get(addr, "/stamp", &[]).await;
+    assert_ne!(first.stamp(), before.stamp(), "the old page after revalidatePath");
+    let second = get(addr, "/stamp", &[]).await;
+    assert_eq!(second.native(), Some("page"));
+    assert_eq!(second.stamp(), first.stamp());
+    let sets = std::fs::read_to_string(&marker).unwrap_or_default();
+    assert!(sets.contains("/stamp"), "the app's cache handler was not used: {sets:?}");
+    next.shutdown().await;
+}

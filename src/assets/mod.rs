@@ -63,8 +63,8 @@ pub(crate) struct Settings {
     generate_etags: bool,
     compress: bool,
     expire_time: Option<u64>,
-    /// Pages may be answered: a verified Next.js version whose worker reports cache
-    /// changes, without i18n, partial prerendering or interception routes.
+    /// Pages may be answered: the worker reports cache changes, and the app has no i18n,
+    /// partial prerendering or interception routes.
     pages: bool,
     /// Percent-encoded paths may be decoded: no header rule or middleware would see the
     /// encoded form differently.
@@ -140,9 +140,10 @@ pub(crate) struct Assets {
     stopped: AtomicBool,
 }
 
-/// Next.js versions whose page answers were checked against `next start` (the
-/// differential test): pages are native only on these.
-const VERIFIED_PAGES: &[&str] = &["15."];
+/// Next.js versions whose answers were checked against `next start` (the differential
+/// test): Rust answers only for these. Next 16 changes RSC requests (`_rsc` validation)
+/// and may change `send`; it joins the list once its fixture passes the differential test.
+const VERIFIED: &[&str] = &["15."];
 
 impl Assets {
     /// Builds the index from the app's build. `None` in dev mode (nothing is prebuilt).
@@ -156,15 +157,18 @@ impl Assets {
         if dev {
             return None;
         }
+        if !VERIFIED.iter().any(|v| info.next_version.starts_with(v)) {
+            tracing::info!(
+                next = %info.next_version,
+                "tower-next answers natively only for Next.js 15 so far; Next.js answers everything"
+            );
+            return None;
+        }
         let config = &info.config;
         let dist_dir = config.dist_dir.clone();
         let rules = HeaderRules::load(&dist_dir);
         let interception = interception_routes(&dist_dir.join("server"));
-        let verified = VERIFIED_PAGES
-            .iter()
-            .any(|v| info.next_version.starts_with(v));
         let pages = info.cache_events
-            && verified
             && !config.i18n
             && !config.partial_prerendering
             && !interception;
