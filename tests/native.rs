@@ -466,14 +466,55 @@ async fn a_configured_cache_handler_keeps_working_and_reporting() {
     let (next, addr) = start(support::options().conf(conf)).await;
 
     let before = native_answer(addr, "/stamp").await;
-    let revalidated = send(reqwest::Method::POST, addr, "/api/revalidate?path=/stamp", &[]).await;
+    let revalidated = send(
+        reqwest::Method::POST,
+        addr,
+        "/api/revalidate?path=/stamp",
+        &[],
+    )
+    .await;
     assert_eq!(revalidated.status, StatusCode::OK);
     let first = get(addr, "/stamp", &[]).await;
-    assert_ne!(first.stamp(), before.stamp(), "the old page after revalidatePath");
+    assert_ne!(
+        first.stamp(),
+        before.stamp(),
+        "the old page after revalidatePath"
+    );
     let second = get(addr, "/stamp", &[]).await;
     assert_eq!(second.native(), Some("page"));
     assert_eq!(second.stamp(), first.stamp());
     let sets = std::fs::read_to_string(&marker).unwrap_or_default();
-    assert!(sets.contains("/stamp"), "the app's cache handler was not used: {sets:?}");
+    assert!(
+        sets.contains("/stamp"),
+        "the app's cache handler was not used: {sets:?}"
+    );
+    next.shutdown().await;
+}
+
+/// `public/` files can change while the app runs; `next start` serves them as they are
+/// now, and so does Rust (the bytes held in memory are used only while size and mtime
+/// match).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edited_public_file_is_served_as_it_is_now() {
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("secret.txt");
+    std::fs::write(&secret, "TOP-SECRET\n").unwrap();
+    let project = project_with_escaping_symlinks(&secret);
+    let (next, addr) = start(NextOptions::new(project.path())).await;
+    let before = get(addr, "/hello.txt", &[]).await;
+    assert_eq!(before.body, "hello from public\n");
+    assert_eq!(before.native(), Some("public"));
+
+    std::fs::write(
+        project.path().join("public/hello.txt"),
+        "edited while serving\n",
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let after = get(addr, "/hello.txt", &[]).await;
+        assert_eq!(after.body, "edited while serving\n");
+        assert_eq!(after.native(), Some("public"));
+        assert_ne!(after.header("etag"), before.header("etag"));
+    }
     next.shutdown().await;
 }

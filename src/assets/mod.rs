@@ -168,10 +168,8 @@ impl Assets {
         let dist_dir = config.dist_dir.clone();
         let rules = HeaderRules::load(&dist_dir);
         let interception = interception_routes(&dist_dir.join("server"));
-        let pages = info.cache_events
-            && !config.i18n
-            && !config.partial_prerendering
-            && !interception;
+        let pages =
+            info.cache_events && !config.i18n && !config.partial_prerendering && !interception;
         if !pages {
             tracing::info!(
                 next = %info.next_version,

@@ -542,10 +542,6 @@ fn app_variant(
     settings: &Settings,
 ) -> Variant {
     let mut headers = rules.clone();
-    if let Some(rule_cache_control) = cache_control.filter(|cc| *cc == NO_STORE) {
-        // The 404 path sets it before the handler runs (it then stays).
-        headers.insert(header::CACHE_CONTROL, semantics::value(rule_cache_control));
-    }
     headers.insert(header::VARY, HeaderValue::from_static(APP_VARY));
     headers.insert(
         HeaderName::from_static("x-nextjs-cache"),
