@@ -170,9 +170,16 @@ async fn hashed_assets_and_public_files_carry_nexts_headers() {
     next.shutdown().await;
 }
 
-/// A project that serves the fixture's build, with a `public/` folder holding symlinks
-/// that lead out of it.
-fn project_with_escaping_symlinks(secret: &Path) -> tempfile::TempDir {
+/// A project that serves the fixture's build, with its own `public/` folder, holding
+/// symlinks that lead out of it to a secret file (the second folder).
+fn project_with_escaping_symlinks() -> (tempfile::TempDir, tempfile::TempDir) {
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("secret.txt");
+    std::fs::write(&secret, "TOP-SECRET\n").unwrap();
+    (linked_project(&secret), secrets)
+}
+
+fn linked_project(secret: &Path) -> tempfile::TempDir {
     let fixture = support::fixture();
     let dir = tempfile::tempdir().unwrap();
     for name in ["package.json", "next.config.js"] {
@@ -194,10 +201,7 @@ fn project_with_escaping_symlinks(secret: &Path) -> tempfile::TempDir {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn path_traversal_is_refused() {
-    let secrets = tempfile::tempdir().unwrap();
-    let secret = secrets.path().join("secret.txt");
-    std::fs::write(&secret, "TOP-SECRET\n").unwrap();
-    let project = project_with_escaping_symlinks(&secret);
+    let (project, _secrets) = project_with_escaping_symlinks();
     let (next, service) = start(NextOptions::new(project.path())).await;
     let layer = support::serve(
         Router::new()
@@ -496,10 +500,7 @@ async fn a_configured_cache_handler_keeps_working_and_reporting() {
 /// match).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edited_public_file_is_served_as_it_is_now() {
-    let secrets = tempfile::tempdir().unwrap();
-    let secret = secrets.path().join("secret.txt");
-    std::fs::write(&secret, "TOP-SECRET\n").unwrap();
-    let project = project_with_escaping_symlinks(&secret);
+    let (project, _secrets) = project_with_escaping_symlinks();
     let (next, addr) = start(NextOptions::new(project.path())).await;
     let before = get(addr, "/hello.txt", &[]).await;
     assert_eq!(before.body, "hello from public\n");

@@ -316,7 +316,7 @@ fn url_safe(name: &str) -> bool {
 fn whole_headers(shape: &Shape, validators: &Validators, settings: &Settings) -> HeaderMap {
     let mut headers = base_headers(shape, validators, settings);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(validators.len));
-    add_vary(&mut headers, settings);
+    super::compression_vary(&mut headers, settings);
     headers
 }
 
@@ -346,23 +346,6 @@ fn base_headers(shape: &Shape, validators: &Validators, settings: &Settings) -> 
         .entry(header::CONTENT_TYPE)
         .or_insert(HeaderValue::from_static(shape.content_type));
     headers
-}
-
-/// The `compression` package's `Vary: Accept-Encoding`, for compressible types.
-fn add_vary(headers: &mut HeaderMap, settings: &Settings) {
-    if !settings.compress {
-        return;
-    }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let cache_control = headers
-        .get(header::CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok());
-    if semantics::compressible(content_type, cache_control) {
-        super::vary_accept_encoding(headers);
-    }
 }
 
 /// The body of an answer: in memory, or on disk.
@@ -552,7 +535,7 @@ fn serve<B>(
         RangeAnswer::Node => return None,
     };
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    add_vary(&mut headers, settings);
+    super::compression_vary(&mut headers, settings);
     match (encoding_for(request, &headers, len, settings), &source) {
         (Encoding::Identity, _) => {}
         (Encoding::Gzip, Source::Memory(bytes)) if status == StatusCode::OK => {
@@ -641,14 +624,7 @@ fn encoding_for<B>(
     {
         return Encoding::Identity;
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let cache_control = headers
-        .get(header::CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok());
-    if !semantics::compressible(content_type, cache_control) {
+    if !super::compressible(headers) {
         return Encoding::Identity;
     }
     semantics::negotiate(request.headers())

@@ -540,8 +540,29 @@ fn interception_routes(server: &Path) -> bool {
     }
 }
 
+/// Whether the `compression` middleware would compress an answer with these headers
+/// (its content type is compressible, and no `Cache-Control: no-transform`).
+fn compressible(headers: &HeaderMap) -> bool {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let cache_control = headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok());
+    semantics::compressible(content_type, cache_control)
+}
+
+/// The `Vary: Accept-Encoding` the `compression` middleware adds (when it is on) to the
+/// answers it could compress.
+fn compression_vary(headers: &mut HeaderMap, settings: &Settings) {
+    if settings.compress && compressible(headers) {
+        vary_accept_encoding(headers);
+    }
+}
+
 /// The `vary` package's append of `Accept-Encoding`, as `compression` does it.
-pub(crate) fn vary_accept_encoding(headers: &mut HeaderMap) {
+fn vary_accept_encoding(headers: &mut HeaderMap) {
     match headers.get(header::VARY).and_then(|v| v.to_str().ok()) {
         None => {
             headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
