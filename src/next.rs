@@ -253,7 +253,7 @@ impl Next {
     }
 
     /// The native responders' decision for a request.
-    pub(crate) fn native<B>(&self, request: &Request<B>, reach: Reach) -> Decision {
+    fn native<B>(&self, request: &Request<B>, reach: Reach) -> Decision {
         if assets::is_traversal(request.uri().path()) {
             tracing::warn!(path = request.uri().path(), "path traversal refused");
             return Decision::Native(Native::Ready(assets::refuse_traversal()));

@@ -1,5 +1,6 @@
-//! Differential test (issue 2, item 9): for every route of the fixture app, the response
-//! through the axum layer equals `next start`'s on the same build.
+//! Differential test (issue 2, item 9; issue 4, item 4): for every route of the fixture
+//! app, the response through the axum layer equals `next start`'s on the same build, and
+//! so does every answer tower-next gives natively, without Node.
 //!
 //! Both servers run the fixture's one build at the same time. Every route is asked the same
 //! requests, each with `Host: localhost:3000`, in these variants:
@@ -8,20 +9,36 @@
 //! - `GET` with `RSC: 1` (App Router pages and the rules that lead to them);
 //! - `HEAD`;
 //! - `GET` with `If-None-Match: <ETag of that server's GET>` where the GETs had an ETag;
+//! - `GET` with `If-Modified-Since: <Last-Modified of that server's GET>` where they had one;
+//! - `GET` with `Range: bytes=0-9`;
 //! - `GET` with `Accept-Encoding: gzip`.
 //!
 //! Compared: the status; every response header, present on one side only or with other
 //! values (a multiset, so repeated `Set-Cookie` and `x-nextjs-prerender` fields count),
 //! except those listed below; and the body, byte for byte, where the route's [`Stability`]
 //! says it is the same on every request (empty bodies, of `HEAD` and `304`, always; for the
-//! gzip variant, the compressed bytes: both sides are Node's zlib with Next's settings).
+//! gzip variant, the compressed bytes: both sides are Node's zlib with Next's settings, as
+//! tower-next's native gzip answers are Node's, learned once and verified).
 //! Every difference is collected and the test fails once, with a table.
 //!
-//! Before comparing, each route is requested once on each server (`GET`, and `RSC: 1` for
-//! App Router pages): Next writes its runtime cache entries (`.next/server/route-cache`) on
-//! first requests, and a page rendered on demand (`/blog/other`) answers `x-nextjs-cache:
-//! STALE` without `Cache-Control` the first time and `HIT` with it afterwards. The two
-//! servers share the build folder but not their in-memory caches, so each one is warmed.
+//! # Native answers
+//!
+//! tower-next runs with `NextOptions::mark_native_responses(true)`: each answer Rust gives
+//! itself carries `x-tower-next-native: <responder>`. The header is taken out before the
+//! comparison and recorded; the test prints which (route, variant) pairs were native. Routes
+//! made with [`Route::native`] must be answered natively in every variant, so a silent
+//! fall-back to Node fails the test instead of passing for a native answer.
+//!
+//! Before comparing, each route is requested twice on each server (`GET`, gzip, and
+//! `RSC: 1` for App Router pages): Next writes its runtime cache entries
+//! (`.next/server/route-cache`) on first requests, a page rendered on demand (`/blog/other`)
+//! answers `x-nextjs-cache: STALE` without `Cache-Control` the first time and `HIT` with it
+//! afterwards (tower-next answers it natively once the worker has reported the write), and
+//! tower-next learns a gzip answer from the worker's first one. The two servers share the
+//! build folder but not their in-memory caches, so each one is warmed.
+//!
+//! A third test does the same on the fixture built with basePath, assetPrefix,
+//! trailingSlash, distDir and more header rules ([`configured_routes`]).
 //!
 //! # Differences on purpose
 //!
@@ -76,7 +93,7 @@ use std::{
 
 use axum::{Router, routing::get};
 use reqwest::{Method, header};
-use tower_next::NextLayer;
+use tower_next::{NextLayer, NextOptions};
 
 /// The Host header of every request, on both servers.
 const HOST: &str = "localhost:3000";
@@ -279,6 +296,37 @@ fn non_canonical_routes() -> Vec<Route> {
     ]
 }
 
+/// The routes of the fixture built with `basePath: '/base'`, `assetPrefix: '/cdn'`,
+/// `trailingSlash: true` and `distDir: 'build'`, and header rules on a public file, on
+/// `/_next/static` and (conditional) on a page. `chunk` is a `/_next/static` path.
+fn configured_routes(build_id: &str, chunk: &str) -> Vec<Route> {
+    use Stability::{PerRequest, Stable};
+    vec![
+        Route::app("/base/", Stable, Stable).native(),
+        Route::app("/base", Stable, Stable), // 308 to /base/
+        Route::app("/base/about/", Stable, Stable).native(),
+        Route::app("/base/about", Stable, Stable), // 308 to /base/about/
+        Route::app("/about/", Stable, Stable).via(Via::Service), // outside basePath: 404
+        Route::app("/base/blog/hello/", Stable, Stable).native(),
+        Route::app("/base/dynamic/", PerRequest, PerRequest),
+        // A conditional header rule (`has`) matches it: Node answers, with or without `v`.
+        Route::new("/base/legacy/", Stable),
+        Route::new("/base/legacy/?v=1", Stable),
+        Route::new("/base/ssg/", Stable).native(),
+        Route::new(format!("/base/_next/data/{build_id}/ssg.json"), Stable).native(),
+        Route::new("/base/robots.txt", Stable).native(), // header rules set Cache-Control
+        Route::new("/base/robots.txt/", Stable),
+        Route::new("/base/images/dot.svg", Stable).native(),
+        Route::new("/robots.txt", Stable).via(Via::Service), // outside basePath
+        Route::new(format!("/base{chunk}"), Stable).native(),
+        Route::new(format!("/cdn{chunk}"), Stable).via(Via::Service),
+        Route::new(chunk.to_owned(), Stable).via(Via::Service),
+        Route::app("/base/old-about/", Stable, Stable),
+        Route::app("/base/mw/other/", Stable, Stable),
+        Route::app("/base/nope/", Stable, Stable).via(Via::Service),
+    ]
+}
+
 /// A response as received: status, headers by lowercase name, the whole body.
 #[derive(Debug)]
 struct Captured {
@@ -445,6 +493,11 @@ async fn non_canonical_paths_of_next_routes_redirect_as_with_next_start() {
     differential(Scope::NonCanonical).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn base_path_asset_prefix_trailing_slash_and_dist_dir_as_with_next_start() {
+    differential(Scope::Configured).await;
+}
+
 /// Which routes a test compares.
 #[derive(Clone, Copy)]
 enum Scope {
@@ -452,18 +505,29 @@ enum Scope {
     Fixture,
     /// [`non_canonical_routes`].
     NonCanonical,
+    /// [`configured_routes`] of the fixture built with basePath, assetPrefix,
+    /// trailingSlash and distDir (`tests/fixtures/app15-config.next.config.js`).
+    Configured,
 }
 
 async fn differential(scope: Scope) {
     let started = Instant::now();
-    let reference = support::next_start();
-    // One worker, as `next start` is one process: this compares the proxy, not the pool.
-    // (With several workers, a page one worker renders on demand can answer STALE once on
-    // another that did not see it written yet; see the README's pool section.)
+    let dir = match scope {
+        Scope::Configured => support::configured_fixture(),
+        Scope::Fixture | Scope::NonCanonical => support::fixture(),
+    };
+    let reference = support::next_start_in(&dir);
+    // One worker, as `next start` is one process: this compares the proxy and the native
+    // answers, not the pool. (With several workers, a page one worker renders on demand
+    // can answer STALE once on another that did not see it written yet.)
     support::init_tracing();
-    let next = tower_next::Next::prepare(support::options().workers(1).mark_native_responses(true))
-        .await
-        .expect("prepare the fixture");
+    let next = tower_next::Next::prepare(
+        NextOptions::new(&dir)
+            .workers(1)
+            .mark_native_responses(true),
+    )
+    .await
+    .expect("prepare the fixture");
     let layer = support::serve(
         Router::new()
             .route("/healthz", get(|| async { "ok" }))
@@ -522,6 +586,16 @@ async fn compare_all(servers: &Servers, build_id: &str, scope: Scope) -> Report 
             )
         }
         Scope::NonCanonical => non_canonical_routes(),
+        Scope::Configured => {
+            let chunks = support::configured_fixture().join("build/static/chunks");
+            let webpack = std::fs::read_dir(chunks)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|name| name.starts_with("webpack-") && name.ends_with(".js"))
+                .expect("a webpack runtime chunk");
+            configured_routes(build_id, &format!("/_next/static/chunks/{webpack}"))
+        }
     };
     report.routes = routes.len();
     // Twice: a page rendered on demand is written to the cache in the background after

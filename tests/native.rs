@@ -172,9 +172,16 @@ async fn hashed_assets_and_public_files_carry_nexts_headers() {
     next.shutdown().await;
 }
 
-/// A project that serves the fixture's build, with a `public/` folder holding symlinks
-/// that lead out of it.
-fn project_with_escaping_symlinks(secret: &Path) -> tempfile::TempDir {
+/// A project that serves the fixture's build, with its own `public/` folder, holding
+/// symlinks that lead out of it to a secret file (the second folder).
+fn project_with_escaping_symlinks() -> (tempfile::TempDir, tempfile::TempDir) {
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("secret.txt");
+    std::fs::write(&secret, "TOP-SECRET\n").unwrap();
+    (linked_project(&secret), secrets)
+}
+
+fn linked_project(secret: &Path) -> tempfile::TempDir {
     let fixture = support::fixture();
     let dir = tempfile::tempdir().unwrap();
     for name in ["package.json", "next.config.js"] {
@@ -196,10 +203,7 @@ fn project_with_escaping_symlinks(secret: &Path) -> tempfile::TempDir {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn path_traversal_is_refused() {
-    let secrets = tempfile::tempdir().unwrap();
-    let secret = secrets.path().join("secret.txt");
-    std::fs::write(&secret, "TOP-SECRET\n").unwrap();
-    let project = project_with_escaping_symlinks(&secret);
+    let (project, _secrets) = project_with_escaping_symlinks();
     let (next, service) = start(NextOptions::new(project.path())).await;
     let layer = support::serve(
         Router::new()
@@ -437,5 +441,83 @@ async fn prerendered_pages_are_served_while_the_worker_restarts() {
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(page.native(), Some("page"));
     assert!(page.body.contains("About page"));
+    next.shutdown().await;
+}
+
+/// With a `cacheHandler` in next.config, the worker reports through a subclass of it: the
+/// app's own handler still does the work, and a revalidated page is still never stale.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_cache_handler_keeps_working_and_reporting() {
+    let folder = tempfile::tempdir().unwrap();
+    let marker = folder.path().join("sets.log");
+    let handler = folder.path().join("cache-handler.js");
+    let file_system_cache = support::fixture()
+        .join("node_modules/next/dist/server/lib/incremental-cache/file-system-cache.js");
+    std::fs::write(
+        &handler,
+        format!(
+            "const fs = require('fs');\n\
+             const FileSystemCache = require({:?}).default;\n\
+             module.exports = class AppCache extends FileSystemCache {{\n\
+               async set(key, data, ctx) {{\n\
+                 fs.appendFileSync({:?}, key + '\\n');\n\
+                 return super.set(key, data, ctx);\n\
+               }}\n\
+             }};\n",
+            file_system_cache, marker
+        ),
+    )
+    .unwrap();
+    let conf = serde_json::json!({ "cacheHandler": handler });
+    let (next, addr) = start(support::options().conf(conf)).await;
+
+    let before = native_answer(addr, "/stamp").await;
+    let revalidated = send(
+        reqwest::Method::POST,
+        addr,
+        "/api/revalidate?path=/stamp",
+        &[],
+    )
+    .await;
+    assert_eq!(revalidated.status, StatusCode::OK);
+    let first = get(addr, "/stamp", &[]).await;
+    assert_ne!(
+        first.stamp(),
+        before.stamp(),
+        "the old page after revalidatePath"
+    );
+    let second = get(addr, "/stamp", &[]).await;
+    assert_eq!(second.native(), Some("page"));
+    assert_eq!(second.stamp(), first.stamp());
+    let sets = std::fs::read_to_string(&marker).unwrap_or_default();
+    assert!(
+        sets.contains("/stamp"),
+        "the app's cache handler was not used: {sets:?}"
+    );
+    next.shutdown().await;
+}
+
+/// `public/` files can change while the app runs; `next start` serves them as they are
+/// now, and so does Rust (the bytes held in memory are used only while size and mtime
+/// match).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edited_public_file_is_served_as_it_is_now() {
+    let (project, _secrets) = project_with_escaping_symlinks();
+    let (next, addr) = start(NextOptions::new(project.path())).await;
+    let before = get(addr, "/hello.txt", &[]).await;
+    assert_eq!(before.body, "hello from public\n");
+    assert_eq!(before.native(), Some("public"));
+
+    std::fs::write(
+        project.path().join("public/hello.txt"),
+        "edited while serving\n",
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let after = get(addr, "/hello.txt", &[]).await;
+        assert_eq!(after.body, "edited while serving\n");
+        assert_eq!(after.native(), Some("public"));
+        assert_ne!(after.header("etag"), before.header("etag"));
+    }
     next.shutdown().await;
 }

@@ -11,7 +11,10 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::SystemTime,
 };
 
@@ -78,6 +81,8 @@ pub(super) struct PublicFile {
     path: PathBuf,
     shape: Shape,
     memory: ArcSwapOption<Snapshot>,
+    /// A re-read of a changed file is under way.
+    refreshing: AtomicBool,
 }
 
 /// A public file's bytes as read at a given size and mtime.
@@ -181,6 +186,7 @@ impl FileIndex {
                     path,
                     shape,
                     memory: ArcSwapOption::new(memory),
+                    refreshing: AtomicBool::new(false),
                 }),
             );
         }
@@ -310,7 +316,7 @@ fn url_safe(name: &str) -> bool {
 fn whole_headers(shape: &Shape, validators: &Validators, settings: &Settings) -> HeaderMap {
     let mut headers = base_headers(shape, validators, settings);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(validators.len));
-    add_vary(&mut headers, settings);
+    super::compression_vary(&mut headers, settings);
     headers
 }
 
@@ -340,23 +346,6 @@ fn base_headers(shape: &Shape, validators: &Validators, settings: &Settings) -> 
         .entry(header::CONTENT_TYPE)
         .or_insert(HeaderValue::from_static(shape.content_type));
     headers
-}
-
-/// The `compression` package's `Vary: Accept-Encoding`, for compressible types.
-fn add_vary(headers: &mut HeaderMap, settings: &Settings) {
-    if !settings.compress {
-        return;
-    }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let cache_control = headers
-        .get(header::CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok());
-    if semantics::compressible(content_type, cache_control) {
-        super::vary_accept_encoding(headers);
-    }
 }
 
 /// The body of an answer: in memory, or on disk.
@@ -437,7 +426,8 @@ pub(super) fn serve_public<B>(
             Source::Memory(snapshot.bytes.clone())
         }
         _ => {
-            if memory.is_some() || validators.len <= MAX_MEMORY_FILE / 8 {
+            // Changed (or never held): read it again, once, in the background.
+            if validators.len <= MAX_MEMORY_FILE && !file.refreshing.swap(true, Ordering::AcqRel) {
                 refresh(file.clone(), validators.clone());
             }
             Source::Disk(file.path.clone())
@@ -456,26 +446,28 @@ pub(super) fn serve_public<B>(
 /// Reads a changed public file into memory in the background.
 fn refresh(file: Arc<PublicFile>, validators: Validators) {
     if tokio::runtime::Handle::try_current().is_err() {
+        file.refreshing.store(false, Ordering::Release);
         return;
     }
     tokio::spawn(async move {
-        let Ok(bytes) = tokio::fs::read(&file.path).await else {
-            file.memory.store(None);
-            return;
-        };
+        let read = tokio::fs::read(&file.path).await.ok();
         // Keep it only if the file still has the size and mtime it was read with.
         let now = tokio::fs::metadata(&file.path)
             .await
             .ok()
             .and_then(|m| Validators::of(&m));
-        if now.as_ref() == Some(&validators) && bytes.len() as u64 == validators.len {
-            file.memory.store(Some(Arc::new(Snapshot {
-                validators,
-                bytes: Bytes::from(bytes),
-            })));
-        } else {
-            file.memory.store(None);
-        }
+        let snapshot = read
+            .filter(|bytes| {
+                now.as_ref() == Some(&validators) && bytes.len() as u64 == validators.len
+            })
+            .map(|bytes| {
+                Arc::new(Snapshot {
+                    validators,
+                    bytes: Bytes::from(bytes),
+                })
+            });
+        file.memory.store(snapshot);
+        file.refreshing.store(false, Ordering::Release);
     });
 }
 
@@ -543,7 +535,7 @@ fn serve<B>(
         RangeAnswer::Node => return None,
     };
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    add_vary(&mut headers, settings);
+    super::compression_vary(&mut headers, settings);
     match (encoding_for(request, &headers, len, settings), &source) {
         (Encoding::Identity, _) => {}
         (Encoding::Gzip, Source::Memory(bytes)) if status == StatusCode::OK => {
@@ -632,14 +624,7 @@ fn encoding_for<B>(
     {
         return Encoding::Identity;
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let cache_control = headers
-        .get(header::CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok());
-    if !semantics::compressible(content_type, cache_control) {
+    if !super::compressible(headers) {
         return Encoding::Identity;
     }
     semantics::negotiate(request.headers())

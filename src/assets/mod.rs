@@ -63,8 +63,8 @@ pub(crate) struct Settings {
     generate_etags: bool,
     compress: bool,
     expire_time: Option<u64>,
-    /// Pages may be answered: a verified Next.js version whose worker reports cache
-    /// changes, without i18n, partial prerendering or interception routes.
+    /// Pages may be answered: the worker reports cache changes, and the app has no i18n,
+    /// partial prerendering or interception routes.
     pages: bool,
     /// Percent-encoded paths may be decoded: no header rule or middleware would see the
     /// encoded form differently.
@@ -140,9 +140,10 @@ pub(crate) struct Assets {
     stopped: AtomicBool,
 }
 
-/// Next.js versions whose page answers were checked against `next start` (the
-/// differential test): pages are native only on these.
-const VERIFIED_PAGES: &[&str] = &["15."];
+/// Next.js versions whose answers were checked against `next start` (the differential
+/// test): Rust answers only for these. Next 16 changes RSC requests (`_rsc` validation)
+/// and may change `send`; it joins the list once its fixture passes the differential test.
+const VERIFIED: &[&str] = &["15."];
 
 impl Assets {
     /// Builds the index from the app's build. `None` in dev mode (nothing is prebuilt).
@@ -156,18 +157,19 @@ impl Assets {
         if dev {
             return None;
         }
+        if !VERIFIED.iter().any(|v| info.next_version.starts_with(v)) {
+            tracing::info!(
+                next = %info.next_version,
+                "tower-next answers natively only for Next.js 15 so far; Next.js answers everything"
+            );
+            return None;
+        }
         let config = &info.config;
         let dist_dir = config.dist_dir.clone();
         let rules = HeaderRules::load(&dist_dir);
         let interception = interception_routes(&dist_dir.join("server"));
-        let verified = VERIFIED_PAGES
-            .iter()
-            .any(|v| info.next_version.starts_with(v));
-        let pages = info.cache_events
-            && verified
-            && !config.i18n
-            && !config.partial_prerendering
-            && !interception;
+        let pages =
+            info.cache_events && !config.i18n && !config.partial_prerendering && !interception;
         if !pages {
             tracing::info!(
                 next = %info.next_version,
@@ -538,8 +540,29 @@ fn interception_routes(server: &Path) -> bool {
     }
 }
 
+/// Whether the `compression` middleware would compress an answer with these headers
+/// (its content type is compressible, and no `Cache-Control: no-transform`).
+fn compressible(headers: &HeaderMap) -> bool {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let cache_control = headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok());
+    semantics::compressible(content_type, cache_control)
+}
+
+/// The `Vary: Accept-Encoding` the `compression` middleware adds (when it is on) to the
+/// answers it could compress.
+fn compression_vary(headers: &mut HeaderMap, settings: &Settings) {
+    if settings.compress && compressible(headers) {
+        vary_accept_encoding(headers);
+    }
+}
+
 /// The `vary` package's append of `Accept-Encoding`, as `compression` does it.
-pub(crate) fn vary_accept_encoding(headers: &mut HeaderMap) {
+fn vary_accept_encoding(headers: &mut HeaderMap) {
     match headers.get(header::VARY).and_then(|v| v.to_str().ok()) {
         None => {
             headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));

@@ -380,12 +380,15 @@ impl Page {
                 let props = source.kind == Kind::PagesProps;
                 let html = pages_variant(
                     &rules,
-                    props.then_some(cache_control.as_deref()).flatten(),
                     props,
-                    Bytes::from(source.html.clone().into_bytes()),
-                    semantics::page_etag(&source.html),
-                    HTML_TYPE,
                     None,
+                    Bytes::from(source.html.clone().into_bytes()),
+                    Render {
+                        content_type: HTML_TYPE,
+                        cache_control: props.then_some(cache_control.as_deref()).flatten(),
+                        etag: Some(semantics::page_etag(&source.html)),
+                        chunked: false,
+                    },
                     settings,
                 );
                 let data = match (&source.data, props) {
@@ -407,12 +410,15 @@ impl Page {
                             {
                                 Some(pages_variant(
                                     &data_rules,
-                                    cache_control.as_deref(),
                                     true,
-                                    Bytes::from(json.clone().into_bytes()),
-                                    semantics::page_etag(json),
-                                    JSON_TYPE,
                                     Some(path),
+                                    Bytes::from(json.clone().into_bytes()),
+                                    Render {
+                                        content_type: JSON_TYPE,
+                                        cache_control: cache_control.as_deref(),
+                                        etag: Some(semantics::page_etag(json)),
+                                        chunked: false,
+                                    },
                                     settings,
                                 ))
                             }
@@ -484,35 +490,26 @@ impl Page {
                 )));
             }
         }
-        if settings.compress
+        // `compression` compresses a streamed body, or one of at least its threshold.
+        let compresses = settings.compress
             && !head
             && (variant.chunked || variant.body.len() >= semantics::COMPRESSION_THRESHOLD)
-        {
-            let content_type = variant
-                .headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            let cache_control = variant
-                .headers
-                .get(header::CACHE_CONTROL)
-                .and_then(|v| v.to_str().ok());
-            if semantics::compressible(content_type, cache_control) {
-                match semantics::negotiate(request_headers) {
-                    Encoding::Identity => {}
-                    Encoding::Gzip => {
-                        let key = VariantKey::page(&self.path, name, self.id);
-                        return compressed.answer_or_learn(
-                            key,
-                            status,
-                            &variant.headers,
-                            &variant.body,
-                            request.method(),
-                            learn,
-                        );
-                    }
-                    Encoding::Deflate => return None,
+            && super::compressible(&variant.headers);
+        if compresses {
+            match semantics::negotiate(request_headers) {
+                Encoding::Identity => {}
+                Encoding::Gzip => {
+                    let key = VariantKey::page(&self.path, name, self.id);
+                    return compressed.answer_or_learn(
+                        key,
+                        status,
+                        &variant.headers,
+                        &variant.body,
+                        request.method(),
+                        learn,
+                    );
                 }
+                Encoding::Deflate => return None,
             }
         }
         let body = if head {
@@ -530,8 +527,7 @@ impl Page {
     }
 }
 
-/// An App Router answer: the app-page handler's headers, then `sendRenderResult`'s, then
-/// `compression`'s `Vary`.
+/// An App Router answer: the app-page handler's headers, then `sendRenderResult`'s.
 fn app_variant(
     rules: &HeaderMap,
     entry_headers: &[(HeaderName, HeaderValue)],
@@ -542,10 +538,6 @@ fn app_variant(
     settings: &Settings,
 ) -> Variant {
     let mut headers = rules.clone();
-    if let Some(rule_cache_control) = cache_control.filter(|cc| *cc == NO_STORE) {
-        // The 404 path sets it before the handler runs (it then stays).
-        headers.insert(header::CACHE_CONTROL, semantics::value(rule_cache_control));
-    }
     headers.insert(header::VARY, HeaderValue::from_static(APP_VARY));
     headers.insert(
         HeaderName::from_static("x-nextjs-cache"),
@@ -558,52 +550,24 @@ fn app_variant(
     for (name, value) in entry_headers {
         headers.append(name.clone(), value.clone());
     }
-    if html && settings.powered_by {
-        headers.insert(
-            HeaderName::from_static("x-powered-by"),
-            HeaderValue::from_static("Next.js"),
-        );
-    }
-    if let Some(cache_control) = cache_control
-        && !headers.contains_key(header::CACHE_CONTROL)
-    {
-        headers.insert(header::CACHE_CONTROL, semantics::value(cache_control));
-    }
-    let etag = etag.filter(|_| settings.generate_etags);
-    if let Some(etag) = &etag {
-        headers.insert(header::ETAG, semantics::value(etag));
-    }
-    let not_modified = etag.is_some().then(|| headers.clone());
-    headers
-        .entry(header::CONTENT_TYPE)
-        .or_insert(HeaderValue::from_static(if html {
-            HTML_TYPE
-        } else {
-            RSC_TYPE
-        }));
-    if html {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    }
-    compression_vary(&mut headers, settings);
-    Variant {
-        body,
-        headers,
-        not_modified,
+    // The HTML is a string payload; the RSC payload a buffer, which Next streams.
+    let render = Render {
+        content_type: if html { HTML_TYPE } else { RSC_TYPE },
+        cache_control,
+        etag,
         chunked: !html,
-    }
+    };
+    send_render_result(headers, body, render, settings)
 }
 
 /// A Pages Router answer (HTML or `/_next/data` JSON): the pages handler's headers, then
-/// `sendRenderResult`'s, then `compression`'s `Vary`.
-#[allow(clippy::too_many_arguments)]
+/// `sendRenderResult`'s.
 fn pages_variant(
     rules: &HeaderMap,
-    cache_control: Option<&str>,
     props: bool,
-    body: Bytes,
-    etag: String,
-    content_type: &'static str,
     data_of: Option<&str>,
+    body: Bytes,
+    render: Render<'_>,
     settings: &Settings,
 ) -> Variant {
     let mut headers = rules.clone();
@@ -619,48 +583,53 @@ fn pages_variant(
             HeaderValue::from_static("HIT"),
         );
     }
-    if let Some(cache_control) = cache_control
-        && !headers.contains_key(header::CACHE_CONTROL)
-    {
-        headers.insert(header::CACHE_CONTROL, semantics::value(cache_control));
-    }
-    if content_type == HTML_TYPE && settings.powered_by {
+    send_render_result(headers, body, render, settings)
+}
+
+/// What `sendRenderResult` is given besides the response so far.
+struct Render<'a> {
+    content_type: &'static str,
+    cache_control: Option<&'a str>,
+    etag: Option<String>,
+    chunked: bool,
+}
+
+/// Next's `sendRenderResult` (`next/dist/server/send-payload.js`), then the `compression`
+/// middleware's `Vary`: the headers of the full answer and, when it has an ETag, of a 304.
+fn send_render_result(
+    mut headers: HeaderMap,
+    body: Bytes,
+    render: Render<'_>,
+    settings: &Settings,
+) -> Variant {
+    if render.content_type == HTML_TYPE && settings.powered_by {
         headers.insert(
             HeaderName::from_static("x-powered-by"),
             HeaderValue::from_static("Next.js"),
         );
     }
-    let etag = settings.generate_etags.then_some(etag);
+    if let Some(cache_control) = render.cache_control
+        && !headers.contains_key(header::CACHE_CONTROL)
+    {
+        headers.insert(header::CACHE_CONTROL, semantics::value(cache_control));
+    }
+    let etag = render.etag.filter(|_| settings.generate_etags);
     if let Some(etag) = &etag {
         headers.insert(header::ETAG, semantics::value(etag));
     }
     let not_modified = etag.is_some().then(|| headers.clone());
     headers
         .entry(header::CONTENT_TYPE)
-        .or_insert(HeaderValue::from_static(content_type));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    compression_vary(&mut headers, settings);
+        .or_insert(HeaderValue::from_static(render.content_type));
+    if !render.chunked {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    super::compression_vary(&mut headers, settings);
     Variant {
         body,
         headers,
         not_modified,
-        chunked: false,
-    }
-}
-
-fn compression_vary(headers: &mut HeaderMap, settings: &Settings) {
-    if !settings.compress {
-        return;
-    }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let cache_control = headers
-        .get(header::CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok());
-    if semantics::compressible(content_type, cache_control) {
-        super::vary_accept_encoding(headers);
+        chunked: render.chunked,
     }
 }
 
