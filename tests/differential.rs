@@ -495,6 +495,11 @@ async fn non_canonical_paths_of_next_routes_redirect_as_with_next_start() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn base_path_asset_prefix_trailing_slash_and_dist_dir_as_with_next_start() {
+    if support::next_major() != 15 {
+        // The configured build is made from the Next 15 fixture's config only.
+        support::progress("configured-build differential: Next 15 fixture only, not run here");
+        return;
+    }
     differential(Scope::Configured).await;
 }
 
@@ -769,7 +774,9 @@ fn compare(
             variant: variant.name(),
             responder: responder.clone(),
         }),
-        None if route.native => report.differs(
+        // Native answers are verified on Next 15 (`VERIFIED` in src/assets); on other
+        // versions every answer comes from the worker and is compared all the same.
+        None if route.native && support::next_major() == 15 => report.differs(
             route,
             variant,
             "expected a native answer from tower-next, the worker answered".into(),
