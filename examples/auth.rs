@@ -37,8 +37,8 @@ async fn main() -> std::io::Result<()> {
         _ => with_service_builder(next.service()),
     };
 
-    let listener = tokio::net::TcpListener::bind(common::address()).await?;
-    common::announce(&listener, &next)?;
+    let listener = common::listen().await?;
+    common::announce(&next);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -26,7 +26,7 @@ async fn main() -> std::io::Result<()> {
     let handler = next.service();
 
     let listener = tokio::net::TcpListener::bind(common::address()).await?;
-    common::announce(&listener, &next)?;
+    common::announce(&next);
 
     // Each connection holds a receiver; `closed()` on the sender resolves when all are gone.
     let (shutdown, connections) = tokio::sync::watch::channel(());
@@ -45,6 +45,8 @@ async fn main() -> std::io::Result<()> {
             },
             _ = &mut signal => break,
         };
+        // As Node's HTTP server does: small answers leave at once.
+        let _ = stream.set_nodelay(true);
         let service = service_fn({
             let handler = handler.clone();
             move |request| route(handler.clone(), peer, request)

@@ -35,6 +35,7 @@
 
 #![warn(missing_docs)]
 
+mod assets;
 mod body;
 mod error;
 pub mod layer;

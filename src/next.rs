@@ -6,13 +6,15 @@ use std::{
 };
 
 use http::{Request, Response, StatusCode};
+use tokio::sync::{mpsc, watch};
 
 use crate::{
     Error, NextOptions,
+    assets::{self, Assets, Decision, Native, Reach},
     body::{Body, BoxError, plain_response},
     proxy::{self, Dispatch},
     routes::{RouteTable, Routing, watch_dev_routes},
-    runtime::{Generation, PoolStatus, WorkerPool},
+    runtime::{AppInfo, Generation, PoolStatus, WorkerEvent, WorkerPool},
     service::NextService,
 };
 
@@ -27,8 +29,8 @@ pub struct Next {
 
 struct Shared {
     options: NextOptions,
-    /// The workers, with the route table of the build they run.
-    pool: WorkerPool<RouteTable>,
+    /// The workers, with what was derived from the build they run.
+    pool: WorkerPool<App>,
     /// Dev only: keeps the route folders watched while the app lives.
     _dev_watcher: Option<notify::RecommendedWatcher>,
     // Last: removed after the workers have been told to stop.
@@ -73,13 +75,15 @@ impl Next {
         } else {
             None
         };
+        let app_options = options.clone();
         let pool = WorkerPool::start(
             options.clone(),
             dir,
             private_dir.path().to_owned(),
-            |dir, info| RouteTable::load(dir, info, dev),
+            move |dir, info| App::load(dir, info, &app_options),
         )
         .await?;
+        apply_cache_events(&pool.current());
         let (dev_watcher, changes) = dev_watch.unzip();
         let shared = Arc::new(Shared {
             options,
@@ -150,6 +154,9 @@ impl Next {
     /// grace period of 5 s, SIGKILL; sockets and temporary files are removed. Calling it
     /// again waits for the first call to finish.
     pub async fn shutdown(&self) {
+        if let Some(assets) = &self.shared.pool.current().app.assets {
+            assets.stop();
+        }
         self.shared.pool.shutdown().await;
         let private_dir = self
             .shared
@@ -185,10 +192,13 @@ impl Next {
             return Err(Error::ReloadInDev);
         }
         let dir = project_dir(&self.shared.options.dir)?;
+        let options = &self.shared.options;
         self.shared
             .pool
-            .reload(dir, |dir, info| RouteTable::load(dir, info, dev))
-            .await
+            .reload(dir, |dir, info| App::load(dir, info, options))
+            .await?;
+        apply_cache_events(&self.shared.pool.current());
+        Ok(())
     }
 
     /// The Next.js version the workers run.
@@ -225,6 +235,33 @@ impl Next {
 
     pub(crate) fn routes(&self) -> Routes {
         Routes(self.shared.pool.current())
+    }
+
+    /// Answers a request that Next.js would handle as it is: natively when Rust can give
+    /// `next start`'s answer, else through a worker.
+    pub(crate) async fn handle(&self, request: Request<Body>, reach: Reach) -> Response<Body> {
+        match self.native(&request, reach) {
+            Decision::Native(native) => native.into_response().await,
+            Decision::Node(learn) => {
+                let response = self.dispatch(request, Dispatch::Handle).await;
+                match learn {
+                    Some(learn) => learn.watch(response),
+                    None => response,
+                }
+            }
+        }
+    }
+
+    /// The native responders' decision for a request.
+    fn native<B>(&self, request: &Request<B>, reach: Reach) -> Decision {
+        if assets::is_traversal(request.uri().path()) {
+            tracing::warn!(path = request.uri().path(), "path traversal refused");
+            return Decision::Native(Native::Ready(assets::refuse_traversal()));
+        }
+        match &self.shared.pool.current().app.assets {
+            Some(assets) => assets.respond(request, reach),
+            None => Decision::Node(None),
+        }
     }
 
     /// Sends a request to a worker of the pool.
@@ -274,7 +311,11 @@ async fn refresh_dev_routes(
                     tracing::warn!(error = %err, "could not ask the worker for middleware matchers")
                 }
             }
-            RouteTable::load(dir, &info, true)
+            // Dev mode has no native responders.
+            Ok(App {
+                routes: Arc::new(RouteTable::load(dir, &info, true)?),
+                assets: None,
+            })
         });
         match refreshed {
             Ok(()) => tracing::debug!("dev routes refreshed"),
@@ -283,14 +324,71 @@ async fn refresh_dev_routes(
     }
 }
 
+/// What is derived from one build, swapped together with its workers on reload.
+pub(crate) struct App {
+    /// Who owns a request.
+    routes: Arc<RouteTable>,
+    /// The native responders (production only, unless switched off).
+    assets: Option<Arc<Assets>>,
+}
+
+impl App {
+    fn load(dir: &Path, info: &AppInfo, options: &NextOptions) -> Result<App, Error> {
+        let routes = Arc::new(RouteTable::load(dir, info, options.dev)?);
+        if options.serve_natively && !options.dev && !options.native_pages() {
+            tracing::info!(
+                workers = options.worker_count(),
+                "prerendered pages go to Node.js with more than one worker; files are served natively"
+            );
+        }
+        let assets = if options.serve_natively {
+            Assets::load(dir, info, routes.clone(), options.dev, options.mark_native).map(Arc::new)
+        } else {
+            None
+        };
+        Ok(App { routes, assets })
+    }
+}
+
+/// Applies each worker's cache events to its generation's native responders, in order,
+/// and publishes the last one applied (the worker's proxy waits on it).
+fn apply_cache_events(generation: &Generation<App>) {
+    for (received, applied) in generation.take_events() {
+        tokio::spawn(keep_current(
+            received,
+            generation.app.assets.clone(),
+            applied,
+        ));
+    }
+}
+
+async fn keep_current(
+    mut received: mpsc::UnboundedReceiver<WorkerEvent>,
+    assets: Option<Arc<Assets>>,
+    applied: watch::Sender<u64>,
+) {
+    while let Some(event) = received.recv().await {
+        let generation = match &event {
+            WorkerEvent::Cache(event) => Some(event.generation),
+            WorkerEvent::Restarted => None,
+        };
+        if let Some(assets) = &assets {
+            assets.apply(event).await;
+        }
+        if let Some(generation) = generation {
+            applied.send_modify(|applied| *applied = (*applied).max(generation));
+        }
+    }
+}
+
 /// The route table of the build that takes new requests.
-pub(crate) struct Routes(arc_swap::Guard<Arc<Generation<RouteTable>>>);
+pub(crate) struct Routes(arc_swap::Guard<Arc<Generation<App>>>);
 
 impl std::ops::Deref for Routes {
     type Target = RouteTable;
 
     fn deref(&self) -> &RouteTable {
-        &self.0.app
+        &self.0.app.routes
     }
 }
 

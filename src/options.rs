@@ -34,6 +34,8 @@ pub struct NextOptions {
     pub(crate) health_timeout: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) reload_grace: Duration,
+    pub(crate) serve_natively: bool,
+    pub(crate) mark_native: bool,
 }
 
 impl NextOptions {
@@ -60,6 +62,8 @@ impl NextOptions {
             health_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
             reload_grace: Duration::from_secs(60),
+            serve_natively: true,
+            mark_native: false,
         }
     }
 
@@ -203,6 +207,13 @@ impl NextOptions {
         self
     }
 
+    /// Whether prerendered pages are answered natively: production, switched on, and one
+    /// worker. With several workers a page revalidated in one is not yet known to the
+    /// native responders in time, so pages go to Node.js (files are native either way).
+    pub(crate) fn native_pages(&self) -> bool {
+        self.serve_natively && !self.dev && self.worker_count() == 1
+    }
+
     /// The number of workers this configuration runs: 1 in development.
     pub(crate) fn worker_count(&self) -> usize {
         if self.dev {
@@ -216,5 +227,26 @@ impl NextOptions {
         self.workers.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         })
+    }
+
+    /// Answer what needs no JavaScript in Rust: `/_next/static` and `public/` files, and
+    /// prerendered pages as Next's cache holds them, with the status, headers and bytes
+    /// `next start` would send. Default `true` (production only); `false` sends every
+    /// request to Node.js. `/_next/static` and `public/` files are native with any number
+    /// of workers; prerendered pages only with one ([`NextOptions::workers`]`(1)`): the
+    /// native responders learn of revalidations from that worker's cache events, which are
+    /// not yet coherent across several workers.
+    pub fn serve_natively(mut self, on: bool) -> Self {
+        self.serve_natively = on;
+        self
+    }
+
+    /// Mark each answer given by Rust with a response header `x-tower-next-native` naming
+    /// its responder (`static`, `public`, `page`, `data`, `not-found`, `gzip`...). Meant for
+    /// tests and debugging: the header is not part of what `next start` sends. Default
+    /// `false`.
+    pub fn mark_native_responses(mut self, on: bool) -> Self {
+        self.mark_native = on;
+        self
     }
 }

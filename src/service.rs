@@ -14,6 +14,7 @@ use http::{Request, Response};
 
 use crate::{
     Next,
+    assets::Reach,
     body::{Body, BoxError},
     proxy::Dispatch,
     routes::{Owner, Routing},
@@ -74,18 +75,23 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let routes = self.next.routes();
-        let (dispatch, rewrite) = match routes.owner(&self.routing, request.uri()) {
-            Owner::Next { dispatch, rewrite } => (dispatch, rewrite),
+        let (dispatch, rewrite, reach) = match routes.owner(&self.routing, request.uri()) {
+            Owner::Next { dispatch, rewrite } => (dispatch, rewrite, Reach::Owned),
             Owner::Inner { .. } if routes.file_system_routes(&self.routing) => {
-                (Dispatch::Handle, None)
+                (Dispatch::Handle, None, Reach::Unclaimed)
             }
-            Owner::Inner { .. } => (Dispatch::NotFound, None),
+            Owner::Inner { .. } => (Dispatch::NotFound, None, Reach::Owned),
         };
-        let request = rewrite_target(request.map(Body::new), rewrite);
         let next = self.next.clone();
-        ResponseFuture {
-            future: Box::pin(async move { next.dispatch(request, dispatch).await }),
-        }
+        let future: BoxFuture<'static, Response<Body>> =
+            if dispatch == Dispatch::Handle && rewrite.is_none() {
+                let request = request.map(Body::new);
+                Box::pin(async move { next.handle(request, reach).await })
+            } else {
+                let request = rewrite_target(request.map(Body::new), rewrite);
+                Box::pin(async move { next.dispatch(request, dispatch).await })
+            };
+        ResponseFuture { future }
     }
 }
 

@@ -1,5 +1,6 @@
-//! Differential test (issue 2, item 9): for every route of the fixture app, the response
-//! through the axum layer equals `next start`'s on the same build.
+//! Differential test (issue 2, item 9; issue 4, item 4): for every route of the fixture
+//! app, the response through the axum layer equals `next start`'s on the same build, and
+//! so does every answer tower-next gives natively, without Node.
 //!
 //! Both servers run the fixture's one build at the same time. Every route is asked the same
 //! requests, each with `Host: localhost:3000`, in these variants:
@@ -8,20 +9,36 @@
 //! - `GET` with `RSC: 1` (App Router pages and the rules that lead to them);
 //! - `HEAD`;
 //! - `GET` with `If-None-Match: <ETag of that server's GET>` where the GETs had an ETag;
+//! - `GET` with `If-Modified-Since: <Last-Modified of that server's GET>` where they had one;
+//! - `GET` with `Range: bytes=0-9`;
 //! - `GET` with `Accept-Encoding: gzip`.
 //!
 //! Compared: the status; every response header, present on one side only or with other
 //! values (a multiset, so repeated `Set-Cookie` and `x-nextjs-prerender` fields count),
 //! except those listed below; and the body, byte for byte, where the route's [`Stability`]
 //! says it is the same on every request (empty bodies, of `HEAD` and `304`, always; for the
-//! gzip variant, the compressed bytes: both sides are Node's zlib with Next's settings).
+//! gzip variant, the compressed bytes: both sides are Node's zlib with Next's settings, as
+//! tower-next's native gzip answers are Node's, learned once and verified).
 //! Every difference is collected and the test fails once, with a table.
 //!
-//! Before comparing, each route is requested once on each server (`GET`, and `RSC: 1` for
-//! App Router pages): Next writes its runtime cache entries (`.next/server/route-cache`) on
-//! first requests, and a page rendered on demand (`/blog/other`) answers `x-nextjs-cache:
-//! STALE` without `Cache-Control` the first time and `HIT` with it afterwards. The two
-//! servers share the build folder but not their in-memory caches, so each one is warmed.
+//! # Native answers
+//!
+//! tower-next runs with `NextOptions::mark_native_responses(true)`: each answer Rust gives
+//! itself carries `x-tower-next-native: <responder>`. The header is taken out before the
+//! comparison and recorded; the test prints which (route, variant) pairs were native. Routes
+//! made with [`Route::native`] must be answered natively in every variant, so a silent
+//! fall-back to Node fails the test instead of passing for a native answer.
+//!
+//! Before comparing, each route is requested twice on each server (`GET`, gzip, and
+//! `RSC: 1` for App Router pages): Next writes its runtime cache entries
+//! (`.next/server/route-cache`) on first requests, a page rendered on demand (`/blog/other`)
+//! answers `x-nextjs-cache: STALE` without `Cache-Control` the first time and `HIT` with it
+//! afterwards (tower-next answers it natively once the worker has reported the write), and
+//! tower-next learns a gzip answer from the worker's first one. The two servers share the
+//! build folder but not their in-memory caches, so each one is warmed.
+//!
+//! A third test does the same on the fixture built with basePath, assetPrefix,
+//! trailingSlash, distDir and more header rules ([`configured_routes`]).
 //!
 //! # Differences on purpose
 //!
@@ -76,10 +93,14 @@ use std::{
 
 use axum::{Router, routing::get};
 use reqwest::{Method, header};
-use tower_next::NextLayer;
+use tower_next::{NextLayer, NextOptions};
 
 /// The Host header of every request, on both servers.
 const HOST: &str = "localhost:3000";
+
+/// The header in which tower-next names the responder of a native answer
+/// (`NextOptions::mark_native_responses`); taken out before comparing.
+const NATIVE_HEADER: &str = "x-tower-next-native";
 
 /// Headers that differ on purpose (see the module docs).
 const IGNORED_HEADERS: [&str; 4] = ["connection", "keep-alive", "transfer-encoding", "date"];
@@ -118,6 +139,8 @@ struct Route {
     /// `Some` for App Router pages: the `RSC: 1` variant and its payload's stability.
     rsc: Option<Stability>,
     via: Via,
+    /// Rust must answer every variant of this route natively (see [`NATIVE_HEADER`]).
+    native: bool,
 }
 
 impl Route {
@@ -127,6 +150,15 @@ impl Route {
             stability,
             rsc: None,
             via: Via::Layer,
+            native: false,
+        }
+    }
+
+    /// Rust answers every variant of this route natively, after the warm-up.
+    fn native(self) -> Route {
+        Route {
+            native: true,
+            ..self
         }
     }
 
@@ -157,6 +189,8 @@ enum Variant {
     Rsc,
     Head,
     Conditional,
+    Modified,
+    Range,
     Gzip,
 }
 
@@ -167,6 +201,8 @@ impl Variant {
             Variant::Rsc => "GET RSC: 1",
             Variant::Head => "HEAD",
             Variant::Conditional => "GET If-None-Match",
+            Variant::Modified => "GET If-Modified-Since",
+            Variant::Range => "GET Range: bytes=0-9",
             Variant::Gzip => "GET gzip",
         }
     }
@@ -177,17 +213,18 @@ fn routes(build_id: &str, assets: &[String]) -> Vec<Route> {
     use Stability::{PerRequest, Revalidating, Stable};
     let mut routes = vec![
         // App Router pages.
-        Route::app("/", Stable, Stable),
-        Route::app("/about", Stable, Stable),
+        Route::app("/", Stable, Stable).native(),
+        Route::app("/about", Stable, Stable).native(),
         Route::new("/about/", Stable), // trailing slash: 308 to /about
         Route::app("/dynamic", PerRequest, PerRequest),
         Route::app("/isr", Revalidating, Revalidating),
         Route::app("/streaming", PerRequest, PerRequest),
-        Route::app("/blog/hello", Stable, Stable),
-        Route::app("/blog/world", Stable, Stable),
-        Route::app("/blog/other", Stable, Stable), // rendered on first request, then cached
-        Route::app("/pricing", Stable, Stable),
-        Route::app("/action", Stable, Stable),
+        Route::app("/blog/hello", Stable, Stable).native(),
+        Route::app("/blog/world", Stable, Stable).native(),
+        // Rendered on first request, then cached: native once the worker reported it.
+        Route::app("/blog/other", Stable, Stable).native(),
+        Route::app("/pricing", Stable, Stable).native(),
+        Route::app("/action", Stable, Stable).native(),
         // Rendered per request, but their HTML holds nothing that changes.
         Route::app("/docs/a/b", Stable, PerRequest),
         Route::app("/shop", Stable, PerRequest),
@@ -200,12 +237,12 @@ fn routes(build_id: &str, assets: &[String]) -> Vec<Route> {
         Route::new("/api/cookies", Stable),
         Route::new("/api/echo-headers", PerRequest),
         // Pages Router.
-        Route::new("/legacy", Stable),
+        Route::new("/legacy", Stable).native(),
         Route::new("/ssr", PerRequest),
-        Route::new("/ssg", Stable),
+        Route::new("/ssg", Stable).native(),
         Route::new("/pb?x=1", Stable),
         Route::new("/api/ping", Stable),
-        Route::new(format!("/_next/data/{build_id}/ssg.json"), Stable),
+        Route::new(format!("/_next/data/{build_id}/ssg.json"), Stable).native(),
         Route::new(format!("/_next/data/{build_id}/ssr.json"), PerRequest),
         Route::new(format!("/_next/data/{build_id}/pb.json?x=1"), Stable),
         Route::new("/_next/data/not-the-build/ssg.json", Stable),
@@ -215,24 +252,33 @@ fn routes(build_id: &str, assets: &[String]) -> Vec<Route> {
         Route::app("/old-about", Stable, Stable),
         Route::app("/rewritten", Stable, Stable),
         // public/ files.
-        Route::new("/robots.txt", Stable),
-        Route::new("/hello.txt", Stable),
-        Route::new("/images/dot.svg", Stable),
+        Route::new("/robots.txt", Stable).native(),
+        Route::new("/hello.txt", Stable).native(),
+        Route::new("/images/dot.svg", Stable).native(),
         // Build assets.
         Route::new("/_next/static/chunks/does-not-exist.js", Stable),
         // Other spellings of Next's routes that Next serves as such.
         Route::app("/%61bout", Stable, Stable),
-        Route::app("/about?x=1", Stable, Stable),
+        Route::app("/about?x=1", Stable, Stable).native(),
         Route::app("/docs/a%20b/c", Stable, PerRequest),
         Route::app("/blog/hello/", Stable, Stable), // 308 to /blog/hello
         Route::new("/legacy/", Stable),
         Route::new("/api/hello/", Stable),
         // The image optimizer (SVG is refused without `dangerouslyAllowSVG`).
         Route::new("/_next/image?url=%2Fimages%2Fdot.svg&w=64&q=75", Stable),
-        // Next's 404 page (see `Via::Service`).
-        Route::app("/nope", Stable, Stable).via(Via::Service),
+        // Next's 404 page (see `Via::Service`), and the not-found page asked for by name.
+        Route::app("/nope", Stable, Stable)
+            .via(Via::Service)
+            .native(),
+        Route::app("/_not-found", Stable, Stable)
+            .via(Via::Service)
+            .native(),
     ];
-    routes.extend(assets.iter().map(|url| Route::new(url.clone(), Stable)));
+    routes.extend(
+        assets
+            .iter()
+            .map(|url| Route::new(url.clone(), Stable).native()),
+    );
     routes
 }
 
@@ -247,6 +293,37 @@ fn non_canonical_routes() -> Vec<Route> {
         Route::new("/legacy//", Stable),
         Route::new("/hello.txt/", Stable),
         Route::new("/images/dot.svg/", Stable),
+    ]
+}
+
+/// The routes of the fixture built with `basePath: '/base'`, `assetPrefix: '/cdn'`,
+/// `trailingSlash: true` and `distDir: 'build'`, and header rules on a public file, on
+/// `/_next/static` and (conditional) on a page. `chunk` is a `/_next/static` path.
+fn configured_routes(build_id: &str, chunk: &str) -> Vec<Route> {
+    use Stability::{PerRequest, Stable};
+    vec![
+        Route::app("/base/", Stable, Stable).native(),
+        Route::app("/base", Stable, Stable), // 308 to /base/
+        Route::app("/base/about/", Stable, Stable).native(),
+        Route::app("/base/about", Stable, Stable), // 308 to /base/about/
+        Route::app("/about/", Stable, Stable).via(Via::Service), // outside basePath: 404
+        Route::app("/base/blog/hello/", Stable, Stable).native(),
+        Route::app("/base/dynamic/", PerRequest, PerRequest),
+        // A conditional header rule (`has`) matches it: Node answers, with or without `v`.
+        Route::new("/base/legacy/", Stable),
+        Route::new("/base/legacy/?v=1", Stable),
+        Route::new("/base/ssg/", Stable).native(),
+        Route::new(format!("/base/_next/data/{build_id}/ssg.json"), Stable).native(),
+        Route::new("/base/robots.txt", Stable).native(), // header rules set Cache-Control
+        Route::new("/base/robots.txt/", Stable),
+        Route::new("/base/images/dot.svg", Stable).native(),
+        Route::new("/robots.txt", Stable).via(Via::Service), // outside basePath
+        Route::new(format!("/base{chunk}"), Stable).native(),
+        Route::new(format!("/cdn{chunk}"), Stable).via(Via::Service),
+        Route::new(chunk.to_owned(), Stable).via(Via::Service),
+        Route::app("/base/old-about/", Stable, Stable),
+        Route::app("/base/mw/other/", Stable, Stable),
+        Route::app("/base/nope/", Stable, Stable).via(Via::Service),
     ]
 }
 
@@ -340,11 +417,19 @@ struct Mismatch {
     what: String,
 }
 
+/// A response that tower-next gave natively (it said so in [`NATIVE_HEADER`]).
+struct Native {
+    route: String,
+    variant: &'static str,
+    responder: String,
+}
+
 #[derive(Default)]
 struct Report {
     routes: usize,
     compared: usize,
     mismatches: Vec<Mismatch>,
+    native: Vec<Native>,
 }
 
 impl Report {
@@ -358,6 +443,24 @@ impl Report {
             variant,
             what,
         });
+    }
+
+    /// The answers tower-next gave natively, one line per route: its variants and
+    /// responders.
+    fn native_table(&self) -> String {
+        let mut by_route: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for native in &self.native {
+            by_route
+                .entry(&native.route)
+                .or_default()
+                .push(format!("{} ({})", native.variant, native.responder));
+        }
+        let width = by_route.keys().map(|r| r.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for (route, variants) in by_route {
+            let _ = writeln!(out, "  {route:width$}  {}", variants.join(", "));
+        }
+        out
     }
 
     fn table(&self) -> String {
@@ -390,6 +493,16 @@ async fn non_canonical_paths_of_next_routes_redirect_as_with_next_start() {
     differential(Scope::NonCanonical).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn base_path_asset_prefix_trailing_slash_and_dist_dir_as_with_next_start() {
+    if support::next_major() != 15 {
+        // The configured build is made from the Next 15 fixture's config only.
+        support::progress("configured-build differential: Next 15 fixture only, not run here");
+        return;
+    }
+    differential(Scope::Configured).await;
+}
+
 /// Which routes a test compares.
 #[derive(Clone, Copy)]
 enum Scope {
@@ -397,18 +510,29 @@ enum Scope {
     Fixture,
     /// [`non_canonical_routes`].
     NonCanonical,
+    /// [`configured_routes`] of the fixture built with basePath, assetPrefix,
+    /// trailingSlash and distDir (`tests/fixtures/app15-config.next.config.js`).
+    Configured,
 }
 
 async fn differential(scope: Scope) {
     let started = Instant::now();
-    let reference = support::next_start();
-    // One worker, as `next start` is one process: this compares the proxy, not the pool.
-    // (With several workers, a page one worker renders on demand can answer STALE once on
-    // another that did not see it written yet; see the README's pool section.)
+    let dir = match scope {
+        Scope::Configured => support::configured_fixture(),
+        Scope::Fixture | Scope::NonCanonical => support::fixture(),
+    };
+    let reference = support::next_start_in(&dir);
+    // One worker, as `next start` is one process: this compares the proxy and the native
+    // answers, not the pool. (With several workers, a page one worker renders on demand
+    // can answer STALE once on another that did not see it written yet.)
     support::init_tracing();
-    let next = tower_next::Next::prepare(support::options().workers(1))
-        .await
-        .expect("prepare the fixture");
+    let next = tower_next::Next::prepare(
+        NextOptions::new(&dir)
+            .workers(1)
+            .mark_native_responses(true),
+    )
+    .await
+    .expect("prepare the fixture");
     let layer = support::serve(
         Router::new()
             .route("/healthz", get(|| async { "ok" }))
@@ -438,10 +562,12 @@ async fn differential(scope: Scope) {
     next.shutdown().await;
     drop(reference);
     support::progress(&format!(
-        "compared {} (route, variant) pairs of {} routes in {:.1?}",
+        "compared {} (route, variant) pairs of {} routes in {:.1?}; {} answered natively:\n{}",
         report.compared,
         report.routes,
-        started.elapsed()
+        started.elapsed(),
+        report.native.len(),
+        report.native_table()
     ));
     assert!(
         report.mismatches.is_empty(),
@@ -465,10 +591,24 @@ async fn compare_all(servers: &Servers, build_id: &str, scope: Scope) -> Report 
             )
         }
         Scope::NonCanonical => non_canonical_routes(),
+        Scope::Configured => {
+            let chunks = support::configured_fixture().join("build/static/chunks");
+            let webpack = std::fs::read_dir(chunks)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|name| name.starts_with("webpack-") && name.ends_with(".js"))
+                .expect("a webpack runtime chunk");
+            configured_routes(build_id, &format!("/_next/static/chunks/{webpack}"))
+        }
     };
     report.routes = routes.len();
-    for route in &routes {
-        warm(servers, route).await;
+    // Twice: a page rendered on demand is written to the cache in the background after
+    // the first request, and a gzip answer is learned from the first one after that.
+    for _ in 0..2 {
+        for route in &routes {
+            warm(servers, route).await;
+        }
     }
     for route in &routes {
         compare_route(servers, route, &mut report).await;
@@ -505,10 +645,19 @@ async fn warm(servers: &Servers, route: &Route) {
     let _ = servers
         .both(route.via, Method::GET, &route.path, &[], &[])
         .await;
+    // tower-next learns gzip answers from the worker's first one (see the module docs).
+    let gzip = [("accept-encoding", "gzip")];
+    let _ = servers
+        .both(route.via, Method::GET, &route.path, &gzip, &gzip)
+        .await;
     if route.rsc.is_some() {
         let rsc = [("rsc", "1")];
         let _ = servers
             .both(route.via, Method::GET, &route.path, &rsc, &rsc)
+            .await;
+        let rsc_gzip = [("rsc", "1"), ("accept-encoding", "gzip")];
+        let _ = servers
+            .both(route.via, Method::GET, &route.path, &rsc_gzip, &rsc_gzip)
             .await;
     }
 }
@@ -517,13 +666,15 @@ async fn compare_route(servers: &Servers, route: &Route, report: &mut Report) {
     let (reference, ours) = servers
         .both(route.via, Method::GET, &route.path, &[], &[])
         .await;
-    let etags = match (&reference, &ours) {
+    let validators = |name: &str| match (&reference, &ours) {
         (Ok(r), Ok(o)) => r
-            .header("etag")
-            .zip(o.header("etag"))
+            .header(name)
+            .zip(o.header(name))
             .map(|(r, o)| (r.to_owned(), o.to_owned())),
         _ => None,
     };
+    let etags = validators("etag");
+    let last_modified = validators("last-modified");
     compare(route, Variant::Get, (reference, ours), None, report);
 
     if route.rsc.is_some() {
@@ -560,6 +711,25 @@ async fn compare_route(servers: &Servers, route: &Route, report: &mut Report) {
         );
     }
 
+    if let Some((reference_date, our_date)) = &last_modified {
+        let (reference, ours) = servers
+            .both(
+                route.via,
+                Method::GET,
+                &route.path,
+                &[("if-modified-since", reference_date)],
+                &[("if-modified-since", our_date)],
+            )
+            .await;
+        compare(route, Variant::Modified, (reference, ours), None, report);
+    }
+
+    let range = [("range", "bytes=0-9")];
+    let (reference, ours) = servers
+        .both(route.via, Method::GET, &route.path, &range, &range)
+        .await;
+    compare(route, Variant::Range, (reference, ours), None, report);
+
     let gzip = [("accept-encoding", "gzip")];
     let (reference, ours) = servers
         .both(route.via, Method::GET, &route.path, &gzip, &gzip)
@@ -578,7 +748,7 @@ fn compare(
 ) {
     report.compared += 1;
     let stability = route.stability(variant);
-    let (reference, ours) = match (reference, ours) {
+    let (reference, mut ours) = match (reference, ours) {
         (Ok(r), Ok(o)) => (r, o),
         (r, o) => {
             let describe = |side: &Result<Captured, String>| match side {
@@ -593,6 +763,26 @@ fn compare(
             return;
         }
     };
+
+    let responder = ours
+        .headers
+        .remove(NATIVE_HEADER)
+        .and_then(|v| v.into_iter().next());
+    match &responder {
+        Some(responder) => report.native.push(Native {
+            route: route.path.clone(),
+            variant: variant.name(),
+            responder: responder.clone(),
+        }),
+        // Native answers are verified on Next 15 (`VERIFIED` in src/assets); on other
+        // versions every answer comes from the worker and is compared all the same.
+        None if route.native && support::next_major() == 15 => report.differs(
+            route,
+            variant,
+            "expected a native answer from tower-next, the worker answered".into(),
+        ),
+        None => {}
+    }
 
     if revalidated_in_between(stability, &reference, &ours, sent_etags) {
         // A 304 and a 200 with the regenerated page: nothing else to compare.

@@ -25,15 +25,35 @@ pub fn address() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// Listens on [`address`], with `TCP_NODELAY` on each connection as Node's HTTP server
+/// has it (otherwise Nagle's algorithm can hold a small answer back for tens of ms).
+pub async fn listen() -> std::io::Result<Listener> {
+    use axum::serve::ListenerExt;
+    fn no_delay(tcp: &mut tokio::net::TcpStream) {
+        let _ = tcp.set_nodelay(true);
+    }
+    let listener = tokio::net::TcpListener::bind(address()).await?;
+    Ok(listener.tap_io(no_delay))
+}
+
+/// What [`listen`] gives.
+pub type Listener = axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)>;
+
 /// The app in `$NEXT_DIR` (default: the app bundled with this repo), production when
 /// `NODE_ENV=production`, with `$WORKERS` Node.js workers (default: one per core).
+/// `TOWER_NEXT_NATIVE=off` sends every request to Node.js (for comparisons).
 pub fn options() -> NextOptions {
     let dev = std::env::var("NODE_ENV").as_deref() != Ok("production");
     let dir = match std::env::var_os("NEXT_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => bundled_app(dev),
     };
-    let options = NextOptions::new(dir).dev(dev).port(address().port());
+    // TOWER_NEXT_NATIVE=off sends every request to Node.js (for comparisons).
+    let native = std::env::var("TOWER_NEXT_NATIVE").as_deref() != Ok("off");
+    let options = NextOptions::new(dir)
+        .dev(dev)
+        .port(address().port())
+        .serve_natively(native);
     match std::env::var("WORKERS").ok().and_then(|n| n.parse().ok()) {
         Some(workers) if workers > 0 => options.workers(workers),
         _ => options,
@@ -79,14 +99,13 @@ fn run(command: &mut Command) {
 
 /// Says where to browse. In dev, `localhost`: Next's dev server serves its HMR socket only
 /// to `localhost`, its `hostname` and next.config's `allowedDevOrigins`.
-pub fn announce(listener: &tokio::net::TcpListener, next: &Next) -> std::io::Result<()> {
-    let addr = listener.local_addr()?;
+pub fn announce(next: &Next) {
+    let addr = address();
     if next.is_dev() {
         tracing::info!("listening on {addr}: open http://localhost:{}", addr.port());
     } else {
         tracing::info!("listening on http://{addr}");
     }
-    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM, and starts Next's graceful shutdown right away: new

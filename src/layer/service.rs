@@ -9,7 +9,9 @@ use tower_service::Service;
 use super::ResponseFuture;
 use crate::{
     Next,
+    assets::Reach,
     body::{Body, BoxError},
+    proxy::Dispatch,
     routes::{Owner, Routing},
     service::rewrite_target,
 };
@@ -53,6 +55,16 @@ where
         let owner = self.next.routes().owner(&self.routing, request.uri());
         match owner {
             Owner::Inner { .. } => ResponseFuture::inner(self.inner.call(request)),
+            Owner::Next {
+                dispatch: Dispatch::Handle,
+                rewrite: None,
+            } => {
+                let next = self.next.clone();
+                let request = request.map(Body::new);
+                ResponseFuture::next(Box::pin(
+                    async move { next.handle(request, Reach::Owned).await },
+                ))
+            }
             Owner::Next { dispatch, rewrite } => {
                 let request = rewrite_target(request.map(Body::new), rewrite);
                 let next = self.next.clone();

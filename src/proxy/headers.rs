@@ -10,6 +10,8 @@ pub(crate) const RENDER: HeaderName = HeaderName::from_static("x-tower-next-rend
 pub(crate) const QUERY: HeaderName = HeaderName::from_static("x-tower-next-query");
 pub(crate) const NOT_FOUND: HeaderName = HeaderName::from_static("x-tower-next-not-found");
 pub(crate) const CONTROL: HeaderName = HeaderName::from_static("x-tower-next-control");
+/// On worker responses: the last cache event the worker had sent when it sent the headers.
+pub(crate) const GENERATION: HeaderName = HeaderName::from_static("x-tower-next-generation");
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -103,9 +105,12 @@ pub(crate) fn to_worker(headers: &mut HeaderMap, authority: Option<&str>, origin
     }
 }
 
-/// Drops the worker's connection-level headers from its response.
-pub(crate) fn from_worker(headers: &mut HeaderMap) {
+/// Drops the worker's connection-level headers from its response, and takes out the
+/// cache generation it reports (see [`GENERATION`]).
+pub(crate) fn from_worker(headers: &mut HeaderMap) -> Option<u64> {
     remove_hop_by_hop(headers);
+    let generation = headers.remove(GENERATION)?;
+    generation.to_str().ok()?.parse().ok()
 }
 
 /// A rendered page is served at the request's path, not its own: a redirect to the page

@@ -25,7 +25,12 @@ pub(crate) struct JsRegex(regress::Regex);
 
 impl JsRegex {
     pub(crate) fn new(source: &str) -> Result<JsRegex, String> {
-        regress::Regex::new(source)
+        JsRegex::with_flags(source, "")
+    }
+
+    /// A regex with JavaScript flags (`i` for case-insensitive).
+    pub(crate) fn with_flags(source: &str, flags: &str) -> Result<JsRegex, String> {
+        regress::Regex::with_flags(source, flags)
             .map(JsRegex)
             .map_err(|err| format!("regex {source:?}: {err}"))
     }
@@ -218,6 +223,17 @@ impl RouteTable {
         routing
             .file_system_routes
             .unwrap_or(self.file_system_routes)
+    }
+
+    /// Whether a next.config redirect or rewrite rule, or a middleware matcher, claims the
+    /// path: then Next.js does more than serve a file or page for it.
+    pub(crate) fn claimed_by_rules(&self, path: &str) -> bool {
+        self.matches_rules(path)
+    }
+
+    /// Whether the app has middleware (Next 16: `proxy`).
+    pub(crate) fn has_middleware(&self) -> bool {
+        !self.middleware.is_empty()
     }
 
     fn is_page(&self, normalized: &str, raw: &str) -> bool {

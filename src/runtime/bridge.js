@@ -11,10 +11,128 @@ const { parse } = require('url');
 
 const MARK = '@@tower-next@@ ';
 const HEADER_PREFIX = 'x-tower-next-';
+const GENERATION_HEADER = HEADER_PREFIX + 'generation';
 const options = JSON.parse(process.env.TOWER_NEXT_OPTIONS || '{}');
 
+// Writes to a pipe are synchronous on Linux: a line is in the pipe before the response of
+// the request that caused it is written to the socket.
 function announce(message) {
   process.stdout.write(MARK + JSON.stringify(message) + '\n');
+}
+
+// Cache events tell the host which prerendered responses Next.js has replaced or
+// invalidated, so that the host never answers with an outdated copy. Each event has a
+// generation number; every response carries the number of the last event sent before its
+// headers, and the host applies events up to it before passing the response on.
+let generation = Number(options.generationBase) || 0;
+
+function emit(event) {
+  generation += 1;
+  announce({ type: 'cache', generation, ...event });
+}
+
+// Next.js writes and invalidates its response cache through a cache handler: the one
+// next.config names (`cacheHandler`), else the `FetchCache` class registered under
+// `Symbol.for('@next/cache-handlers')`, else its file-system cache. Next's own server and
+// the route modules' bundled copies all pick it that way. The bridge puts a subclass of the
+// handler in use there, which reports each `set` and `revalidateTag` through a hook.
+const CACHE_HOOK = Symbol.for('tower-next.cache-events');
+const NEXT_CACHE_HANDLERS = Symbol.for('@next/cache-handlers');
+
+function cacheHandlerSource(base) {
+  return `'use strict';
+const Base = require(${JSON.stringify(base)});
+const Handler = Base.default || Base;
+const hook = () => globalThis[Symbol.for('tower-next.cache-events')];
+module.exports = class TowerNextCacheHandler extends Handler {
+  async set(key, data, ctx) {
+    const at = Date.now();
+    const result = await super.set(key, data, ctx);
+    if (hook()) hook().set(key, data, ctx || {}, at);
+    return result;
+  }
+  async revalidateTag(...args) {
+    const result = await super.revalidateTag(...args);
+    if (hook()) hook().revalidateTag(args[0]);
+    return result;
+  }
+};
+`;
+}
+
+// Installs the reporting handler. Returns whether the worker reports cache events (never
+// in dev mode, nor when the host does not answer natively).
+function installCacheEvents(config, nextDir) {
+  if (options.dev || !options.cacheEvents) return false;
+  const configured = config.cacheHandler;
+  const registered = globalThis[NEXT_CACHE_HANDLERS];
+  if (!configured && registered && registered.FetchCache) {
+    console.error('tower-next bridge: a FetchCache is registered already; prerendered pages are left to Next.js');
+    return false;
+  }
+  const base = configured
+    ? path.resolve(options.dir, configured)
+    : path.join(nextDir, 'dist/server/lib/incremental-cache/file-system-cache.js');
+  const file = path.join(options.privateDir, 'cache-handler.cjs');
+  let Handler;
+  try {
+    // Next's server modules expect the environment its server sets up before they load.
+    require(path.join(nextDir, 'dist/server/node-environment'));
+    fs.writeFileSync(file, cacheHandlerSource(base));
+    Handler = require(file);
+    if (typeof Handler !== 'function') throw new Error('not a class');
+  } catch (err) {
+    console.error('tower-next bridge: no cache events, prerendered pages are left to Next.js:', err);
+    return false;
+  }
+  globalThis[CACHE_HOOK] = {
+    set(key, data, ctx, at) {
+      if (ctx.fetchCache || typeof key !== 'string' || (data && (data.kind === 'FETCH' || data.kind === 'IMAGE'))) return;
+      emit({ event: 'set', pathname: pathnameOf(key), at, ...describeEntry(data, ctx) });
+    },
+    revalidateTag(tags) {
+      emit({ event: 'revalidate-tag', tags: [].concat(tags).filter((t) => typeof t === 'string') });
+    },
+  };
+  if (configured) {
+    // Next imports a configured handler on every request; only then is the config changed.
+    config.cacheHandler = file;
+  } else {
+    globalThis[NEXT_CACHE_HANDLERS] = { ...(registered || {}), FetchCache: Handler };
+  }
+  return true;
+}
+
+// The page path of a response-cache key: `/route-cache/<kind>/<owner>/$/about` (Next 15.5)
+// or `/about`; `/index` stands for `/` (Next's normalizePagePath).
+function pathnameOf(key) {
+  const marker = key.indexOf('/$/');
+  const page = marker === -1 ? key : key.slice(marker + 2);
+  if (page === '/index') return '/';
+  if (page.startsWith('/index/')) return page.slice('/index'.length);
+  return page;
+}
+
+// What the host needs of a response-cache entry to answer as Next.js would.
+function describeEntry(data, ctx) {
+  const cacheControl = ctx.cacheControl || (ctx.revalidate !== undefined ? { revalidate: ctx.revalidate } : null);
+  const entry = {
+    kind: (data && data.kind) || null,
+    revalidate: cacheControl ? cacheControl.revalidate : null,
+    expire: cacheControl && cacheControl.expire !== undefined ? cacheControl.expire : null,
+    fallback: !!ctx.isFallback,
+  };
+  if (!data || (data.kind !== 'APP_PAGE' && data.kind !== 'PAGES')) return entry;
+  entry.html = typeof data.html === 'string' ? data.html : null;
+  entry.headers = data.headers || null;
+  entry.status = typeof data.status === 'number' ? data.status : null;
+  entry.postponed = typeof data.postponed === 'string';
+  if (data.kind === 'APP_PAGE') {
+    entry.rsc = Buffer.isBuffer(data.rscData) ? data.rscData.toString('base64') : null;
+  } else {
+    entry.pageData = data.pageData !== undefined ? JSON.stringify(data.pageData) : null;
+  }
+  return entry;
 }
 
 function fail(code, message) {
@@ -174,13 +292,12 @@ async function main() {
   // A pool of workers shares one cache: the build folder, through the embedded cache
   // handler (see cache-handler.js). An app with its own cacheHandler keeps it: making it
   // shared is that handler's job.
-  let sharedCache = false;
+  const cacheHandlerBefore = config.cacheHandler;
   if (options.sharedCache && !config.cacheHandler) {
     try {
       require(options.sharedCache.handler);
       config.cacheHandler = options.sharedCache.handler;
       config.cacheMaxMemorySize = 0;
-      sharedCache = true;
     } catch (err) {
       console.error(
         'tower-next: the shared cache handler does not load with this Next.js version; ' +
@@ -189,7 +306,11 @@ async function main() {
       );
     }
   }
-  if (!configShared && (options.conf || !userFileSystemRoutes || sharedCache)) {
+  // Native responses need to know of every change to Next's response cache: a subclass
+  // of the configured handler (the shared one above, the app's own, or Next's) reports it.
+  const cacheEvents = installCacheEvents(config, nextDir);
+  const handlerChanged = config.cacheHandler !== cacheHandlerBefore;
+  if (!configShared && (options.conf || !userFileSystemRoutes || handlerChanged)) {
     // Without a shared config cache, hand Next the whole resolved config the way its
     // standalone server does.
     process.env.__NEXT_PRIVATE_STANDALONE_CONFIG = JSON.stringify(config);
@@ -241,6 +362,13 @@ async function main() {
     const notFound = req.headers[HEADER_PREFIX + 'not-found'];
     for (const name of Object.keys(req.headers)) {
       if (name.startsWith(HEADER_PREFIX)) delete req.headers[name];
+    }
+    if (cacheEvents) {
+      const writeHead = res.writeHead;
+      res.writeHead = function () {
+        if (!this.headersSent) this.setHeader(GENERATION_HEADER, String(generation));
+        return writeHead.apply(this, arguments);
+      };
     }
     let work;
     try {
@@ -294,7 +422,10 @@ async function main() {
         compress: config.compress !== false,
         generateEtags: config.generateEtags !== false,
         output: config.output || null,
+        expireTime: typeof config.expireTime === 'number' ? config.expireTime : null,
+        partialPrerendering: !!(config.experimental && (config.experimental.ppr || config.experimental.cacheComponents || config.experimental.dynamicIO)) || !!config.cacheComponents,
       },
+      cacheEvents,
     });
   });
 

@@ -2,10 +2,11 @@
 //! the pool of workers that requests are shared among.
 //!
 //! The bridge is the custom server of the Next.js docs, listening on a Unix socket in a
-//! private folder. It reports one status line on stdout: ready (with what Rust needs to
-//! know about the app) or an error code that [`crate::Error`] turns into advice. With more
-//! than one worker, the bridge also installs the embedded cache handler, which keeps
-//! Next's cache coherent across the workers.
+//! private folder. It reports status lines on stdout: first ready (with what Rust needs to
+//! know about the app) or an error code that [`crate::Error`] turns into advice; then, in
+//! production, every change to Next's response cache ([`CacheEvent`]). With more than one
+//! worker, the bridge also installs the embedded cache handler, which keeps Next's cache
+//! coherent across the workers.
 
 mod pool;
 mod worker;
@@ -16,6 +17,7 @@ use serde::Deserialize;
 
 pub(crate) use pool::{Generation, WorkerPool};
 pub use pool::{PoolStatus, WorkerHealth, WorkerStatus};
+pub(crate) use worker::WorkerEvent;
 
 /// The bridge script, written into the pool's private folder at start.
 pub(crate) const BRIDGE_SCRIPT: &str = include_str!("bridge.js");
@@ -36,6 +38,9 @@ pub(crate) struct AppInfo {
     /// Dev only: the middleware (proxy) matchers, read from its source.
     #[serde(default)]
     pub middleware_matchers: Vec<String>,
+    /// Whether the worker reports changes to Next's response cache ([`CacheEvent`]).
+    #[serde(default)]
+    pub cache_events: bool,
 }
 
 /// The parts of the resolved next.config that the Rust side acts on.
@@ -47,6 +52,66 @@ pub(crate) struct ResolvedConfig {
     pub dist_dir: PathBuf,
     pub page_extensions: Vec<String>,
     pub i18n: bool,
+    #[serde(default)]
+    pub trailing_slash: bool,
+    #[serde(default = "yes")]
+    pub powered_by_header: bool,
+    #[serde(default = "yes")]
+    pub compress: bool,
+    #[serde(default = "yes")]
+    pub generate_etags: bool,
+    #[serde(default)]
+    pub expire_time: Option<u64>,
+    #[serde(default)]
+    pub partial_prerendering: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A change to Next's response cache, reported by the worker. `generation` numbers the
+/// events; every response of the worker says the generation it was sent at, and the host
+/// applies the events up to it before passing the response on.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CacheEvent {
+    pub generation: u64,
+    #[serde(flatten)]
+    pub change: CacheChange,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub(crate) enum CacheChange {
+    /// `IncrementalCache#set`: a page was (re)generated, or its entry removed.
+    Set(CachedEntry),
+    /// `revalidateTag` (and so `revalidatePath`): entries with these tags are stale.
+    RevalidateTag { tags: Vec<String> },
+}
+
+/// A response-cache entry as the worker reports it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CachedEntry {
+    pub pathname: String,
+    /// When the write began (ms since the epoch): Next's entry is at least this old.
+    pub at: u64,
+    /// `APP_PAGE`, `PAGES`, `APP_ROUTE`, ...; `None` when the entry was removed.
+    pub kind: Option<String>,
+    /// Seconds, or `false` for never.
+    pub revalidate: Option<serde_json::Value>,
+    pub expire: Option<u64>,
+    #[serde(default)]
+    pub fallback: bool,
+    pub html: Option<String>,
+    pub headers: Option<serde_json::Map<String, serde_json::Value>>,
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub postponed: bool,
+    /// The RSC payload, base64.
+    pub rsc: Option<String>,
+    /// `/_next/data` JSON of a Pages Router page.
+    pub page_data: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,4 +119,5 @@ pub(crate) struct ResolvedConfig {
 enum Status {
     Ready(AppInfo),
     Error { code: String, message: String },
+    Cache(CacheEvent),
 }

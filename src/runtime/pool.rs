@@ -22,11 +22,11 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::{
     AppInfo, BRIDGE_SCRIPT, CACHE_HANDLER_SCRIPT,
-    worker::{CrashReport, Launch, Worker, WorkerState},
+    worker::{CrashReport, Events, Launch, Worker, WorkerEvent, WorkerState},
 };
 use crate::{
     Error, NextOptions,
@@ -102,6 +102,9 @@ pub(crate) struct Generation<A> {
 struct Slot {
     worker: Worker,
     proxy: Proxy,
+    /// The worker's cache events, until taken by whoever keeps the native responders
+    /// current, with where to publish the last one applied (the proxy waits on it).
+    events: Mutex<Option<(mpsc::UnboundedReceiver<WorkerEvent>, watch::Sender<u64>)>>,
     in_flight: AtomicUsize,
     handled: AtomicU64,
     /// Milliseconds since the pool's epoch until which the worker gets no requests: it
@@ -539,6 +542,16 @@ impl<A> Generation<A> {
         })
     }
 
+    /// Takes the cache-event streams of this generation's workers (once).
+    pub(crate) fn take_events(
+        &self,
+    ) -> Vec<(mpsc::UnboundedReceiver<WorkerEvent>, watch::Sender<u64>)> {
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.events.lock().expect("events lock").take())
+            .collect()
+    }
+
     /// The pid of the first worker that has one (for the single-worker API).
     pub(crate) fn first_pid(&self) -> Option<u32> {
         self.slots.iter().find_map(|slot| slot.worker.pid())
@@ -596,7 +609,9 @@ impl Blueprint {
             }
             None => serde_json::json!({}),
         };
-        let launches = (0..count).map(|index| {
+        // Each worker reports its cache events on its own channel (see `Slot::events`).
+        let channels: Vec<_> = (0..count).map(|_| Events::new()).collect();
+        let launches = channels.iter().enumerate().map(|(index, (events, _))| {
             Worker::start(Launch {
                 options: self.options.clone(),
                 dir: dir.to_owned(),
@@ -606,6 +621,7 @@ impl Blueprint {
                 name: format!("worker-{id}.{index}").into(),
                 bridge_extra: bridge_extra.clone(),
                 crash_report: self.crash_report.clone(),
+                events: events.clone(),
             })
         });
         let mut started = Vec::with_capacity(count);
@@ -625,9 +641,12 @@ impl Blueprint {
         let info = started[0].1.clone();
         let slots = started
             .into_iter()
-            .map(|(worker, _)| {
+            .zip(channels)
+            .map(|((worker, _), (_, received))| {
+                let (applied, applied_rx) = watch::channel(0);
                 let slot = Arc::new(Slot {
-                    proxy: Proxy::new(worker.socket()),
+                    proxy: Proxy::new(worker.socket(), applied_rx),
+                    events: Mutex::new(Some((received, applied))),
                     worker,
                     in_flight: AtomicUsize::new(0),
                     handled: AtomicU64::new(0),

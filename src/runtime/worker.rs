@@ -7,7 +7,7 @@ use std::{
     process::Stdio,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU32, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -16,10 +16,10 @@ use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader},
     net::UnixStream,
     process::{Child, Command},
-    sync::{oneshot, watch},
+    sync::{mpsc, oneshot, watch},
 };
 
-use super::{AppInfo, STATUS_MARK, Status};
+use super::{AppInfo, CacheEvent, STATUS_MARK, Status};
 use crate::{Error, NextOptions};
 
 /// Lines of stderr kept to explain a failed start.
@@ -88,6 +88,8 @@ pub(crate) struct Launch {
     /// More bridge options, set by the pool (its shared cache).
     pub bridge_extra: serde_json::Value,
     pub crash_report: Arc<CrashReport>,
+    /// Where the worker's cache events go (native responses).
+    pub events: Events,
 }
 
 /// Reports a crash loop once, however many workers and attempts hit the same error.
@@ -126,6 +128,41 @@ impl CrashReport {
         {
             tracing::info!(worker, "Next.js worker starts again");
         }
+    }
+}
+
+/// What the worker reports while it runs, for whoever keeps the native responses current.
+#[derive(Debug)]
+pub(crate) enum WorkerEvent {
+    /// A change to Next's response cache.
+    Cache(Box<CacheEvent>),
+    /// A new worker process took over (its in-memory cache starts empty).
+    Restarted,
+}
+
+/// The channel the worker's events go to, and the last generation seen (a restarted
+/// worker continues the numbering, so generations only grow).
+#[derive(Clone)]
+pub(crate) struct Events {
+    sender: mpsc::UnboundedSender<WorkerEvent>,
+    seen: Arc<AtomicU64>,
+}
+
+impl Events {
+    pub(crate) fn new() -> (Events, mpsc::UnboundedReceiver<WorkerEvent>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (
+            Events {
+                sender,
+                seen: Arc::default(),
+            },
+            receiver,
+        )
+    }
+
+    fn cache(&self, event: CacheEvent) {
+        self.seen.fetch_max(event.generation, Ordering::Relaxed);
+        let _ = self.sender.send(WorkerEvent::Cache(Box::new(event)));
     }
 }
 
@@ -249,6 +286,8 @@ impl Launch {
             "turbo": self.options.turbo,
             "socket": self.socket,
             "privateDir": self.private_dir,
+            "generationBase": self.events.seen.load(Ordering::Relaxed),
+            "cacheEvents": self.options.native_pages(),
         });
         if let (Some(options), Some(extra)) = (
             bridge_options.as_object_mut(),
@@ -293,7 +332,12 @@ impl Launch {
         let stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
-        tokio::spawn(read_stdout(stdout, self.name.clone(), status_tx));
+        tokio::spawn(read_stdout(
+            stdout,
+            self.name.clone(),
+            status_tx,
+            self.events.clone(),
+        ));
         let stderr_done = tokio::spawn(read_stderr(stderr, self.name.clone(), stderr_tail.clone()));
         Ok(Process {
             child,
@@ -341,6 +385,11 @@ impl Process {
         };
         match status {
             Some(Status::Ready(info)) => Ok(info),
+            // Cache events never reach the status channel (see `read_stdout`).
+            Some(Status::Cache(_)) => Err(Error::WorkerFailed {
+                reason: "unexpected status".into(),
+                stderr: self.stderr(),
+            }),
             Some(Status::Error { code, message }) => {
                 let _ = self.child.wait().await;
                 self.stderr_closed().await;
@@ -528,6 +577,7 @@ async fn supervise(
                     process = next;
                     up_since = Instant::now();
                     health = health_ticker(options.health_interval);
+                    let _ = launch.events.sender.send(WorkerEvent::Restarted);
                     let _ = state.send(WorkerState::Ready);
                     break;
                 }
@@ -591,12 +641,14 @@ async fn read_stdout(
     stdout: impl AsyncRead + Unpin,
     worker: Arc<str>,
     status: oneshot::Sender<Status>,
+    events: Events,
 ) {
     let mut status = Some(status);
     let mut lines = BufReader::new(stdout).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if let Some(json) = line.strip_prefix(STATUS_MARK) {
             match serde_json::from_str::<Status>(json) {
+                Ok(Status::Cache(event)) => events.cache(event),
                 Ok(parsed) => {
                     if let Some(status) = status.take() {
                         let _ = status.send(parsed);

@@ -107,6 +107,72 @@ pub fn standalone_fixture() -> PathBuf {
         .clone()
 }
 
+/// The fixture built a second time with `tests/fixtures/app15-config.next.config.js`
+/// (basePath `/base`, assetPrefix `/cdn`, trailingSlash, distDir `build`, more header
+/// rules), in `target/fixture-app15-config`, sharing the fixture's `node_modules`.
+pub fn configured_fixture() -> PathBuf {
+    static READY: OnceLock<PathBuf> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let base = fixture();
+            let dir = repo().join("target/fixture-app15-config");
+            let lock_path = repo().join("target/fixture-app15-config.lock");
+            let lock = std::fs::File::create(&lock_path).unwrap();
+            lock.lock().expect("fixture lock");
+            let config =
+                std::fs::read_to_string(repo().join("tests/fixtures/app15-config.next.config.js"))
+                    .unwrap();
+            let stamp_text = format!("{}-{:016x}", source_hash(&base), {
+                let mut hasher = DefaultHasher::new();
+                config.hash(&mut hasher);
+                hasher.finish()
+            });
+            let stamp = dir.join("build/tower-next-fixture.stamp");
+            if std::fs::read_to_string(&stamp).ok().as_deref() != Some(stamp_text.as_str())
+                || !dir.join("build/BUILD_ID").exists()
+            {
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).unwrap();
+                for name in [
+                    "app",
+                    "pages",
+                    "public",
+                    "components",
+                    "middleware.js",
+                    "package.json",
+                ] {
+                    copy_recursively(&base.join(name), &dir.join(name));
+                }
+                std::fs::write(dir.join("next.config.js"), &config).unwrap();
+                std::os::unix::fs::symlink(base.join("node_modules"), dir.join("node_modules"))
+                    .unwrap();
+                progress(&format!("next build in {} (~30 s)", dir.display()));
+                run(Command::new("node")
+                    .args([
+                        base.join("node_modules/next/dist/bin/next")
+                            .to_str()
+                            .unwrap(),
+                        "build",
+                    ])
+                    .current_dir(&dir));
+                std::fs::write(&stamp, &stamp_text).unwrap();
+            }
+            dir
+        })
+        .clone()
+}
+
+fn copy_recursively(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            copy_recursively(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).unwrap();
+    }
+}
+
 fn prepare_fixture(dir: &Path) -> PathBuf {
     let name = dir.file_name().unwrap().to_string_lossy();
     let lock_path = repo().join(format!("target/fixture-{name}.lock"));
@@ -309,7 +375,11 @@ unsafe extern "C" {
 /// `localhost`, as tower-next tells Next by default: given an IP, Next treats a middleware
 /// rewrite as external and proxies it to itself (DESIGN.md §3).
 pub fn next_start() -> Process {
-    let dir = fixture();
+    next_start_in(&fixture())
+}
+
+/// `next start -H localhost` on the build in `dir`.
+pub fn next_start_in(dir: &Path) -> Process {
     let port = free_port();
     let child = Command::new("node")
         .args([
@@ -320,7 +390,7 @@ pub fn next_start() -> Process {
             "-p",
         ])
         .arg(port.to_string())
-        .current_dir(&dir)
+        .current_dir(dir)
         .env("NEXT_TELEMETRY_DISABLED", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

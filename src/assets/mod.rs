@@ -1,0 +1,633 @@
+//! Native responders: what needs no JavaScript is answered by Rust, byte for byte as
+//! `next start` answers it.
+//!
+//! - [`files`]: `{basePath}/_next/static/*` and `public/` files, with the `send` package's
+//!   headers (ETag, Last-Modified, 304, HEAD, single ranges, content types);
+//! - [`pages`]: prerendered pages, as Next's response cache serves them: App Router HTML
+//!   and RSC payloads, Pages Router HTML and `/_next/data` JSON, the not-found page;
+//! - [`compressed`]: gzip answers, learned from Node (its zlib's bytes cannot be made in
+//!   Rust) and kept once verified.
+//!
+//! The decision is made per request from an index built at prepare, without touching the
+//! disk (a `public/` file is stat'ed, as `send` does). Whatever the index does not cover
+//! with certainty is left to Node.js: other methods, draft-mode and preview cookies,
+//! on-demand revalidation and Server Action headers, middleware-matched paths, next.config
+//! redirects and rewrites, conditional header rules, i18n, partial prerendering, Next.js
+//! versions whose behaviour was not verified, odd spellings of a path.
+//!
+//! The worker reports each change of Next's response cache
+//! ([`crate::runtime::CacheChange`]); [`Assets::apply`] keeps the pages current, so a
+//! native answer is never older than Next's.
+
+mod compressed;
+mod files;
+mod pages;
+mod rules;
+mod semantics;
+
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use arc_swap::ArcSwap;
+use futures::future::BoxFuture;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use percent_encoding::percent_decode_str;
+
+use compressed::Compressed;
+pub(crate) use compressed::Learn;
+use files::{FileIndex, FileMatch};
+use pages::{Kind, PageIndex, Want};
+use rules::{HeaderRules, RuleHeaders};
+
+use crate::{
+    body::Body,
+    routes::RouteTable,
+    runtime::{AppInfo, CacheChange, WorkerEvent},
+};
+
+/// A response header that names the responder of a native answer, when
+/// [`crate::NextOptions::mark_native_responses`] is on.
+pub(crate) const NATIVE_HEADER: HeaderName = HeaderName::from_static("x-tower-next-native");
+
+/// What the responders need of the app's configuration.
+pub(crate) struct Settings {
+    base_path: String,
+    build_id: String,
+    trailing_slash: bool,
+    powered_by: bool,
+    generate_etags: bool,
+    compress: bool,
+    expire_time: Option<u64>,
+    /// Pages may be answered: the worker reports cache changes, and the app has no i18n,
+    /// partial prerendering or interception routes.
+    pages: bool,
+    /// Percent-encoded paths may be decoded: no header rule or middleware would see the
+    /// encoded form differently.
+    decode: bool,
+}
+
+/// A native answer: ready, or read from disk.
+pub(crate) enum Native {
+    Ready(Response<Body>),
+    Pending(BoxFuture<'static, Response<Body>>),
+}
+
+impl Native {
+    fn ready(response: Response<Body>) -> Native {
+        Native::Ready(response)
+    }
+
+    fn pending(future: impl Future<Output = Response<Body>> + Send + 'static) -> Native {
+        Native::Pending(Box::pin(future))
+    }
+
+    /// The response.
+    pub(crate) async fn into_response(self) -> Response<Body> {
+        match self {
+            Native::Ready(response) => response,
+            Native::Pending(future) => future.await,
+        }
+    }
+
+    fn mark(self, marker: Option<&'static str>) -> Native {
+        let Some(marker) = marker else {
+            return self;
+        };
+        let mark = move |mut response: Response<Body>| {
+            response
+                .headers_mut()
+                .insert(NATIVE_HEADER, HeaderValue::from_static(marker));
+            response
+        };
+        match self {
+            Native::Ready(response) => Native::Ready(mark(response)),
+            Native::Pending(future) => Native::pending(async move { mark(future.await) }),
+        }
+    }
+}
+
+/// Who answers a request, as the native responders see it.
+pub(crate) enum Decision {
+    Native(Native),
+    /// Node answers; with `Some`, its gzip answer is kept when it is the expected one.
+    Node(Option<Learn>),
+}
+
+/// How the request reached the responders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Next.js owns it (by route table or rule) and would handle it as is.
+    Owned,
+    /// The plain service got it and nothing claims it: Next would answer its 404 page.
+    Unclaimed,
+}
+
+/// The native responders of one app.
+pub(crate) struct Assets {
+    settings: Settings,
+    files: FileIndex,
+    pages: ArcSwap<PageIndex>,
+    rules: HeaderRules,
+    routes: Arc<RouteTable>,
+    dist_dir: std::path::PathBuf,
+    compressed: Arc<Compressed>,
+    mark: bool,
+    stopped: AtomicBool,
+}
+
+/// Next.js versions whose answers were checked against `next start` (the differential
+/// test): Rust answers only for these. Next 16 changes RSC requests (`_rsc` validation)
+/// and may change `send`; it joins the list once its fixture passes the differential test.
+const VERIFIED: &[&str] = &["15."];
+
+impl Assets {
+    /// Builds the index from the app's build. `None` in dev mode (nothing is prebuilt).
+    pub(crate) fn load(
+        dir: &Path,
+        info: &AppInfo,
+        routes: Arc<RouteTable>,
+        dev: bool,
+        mark: bool,
+    ) -> Option<Assets> {
+        if dev {
+            return None;
+        }
+        if !VERIFIED.iter().any(|v| info.next_version.starts_with(v)) {
+            tracing::info!(
+                next = %info.next_version,
+                "tower-next answers natively only for Next.js 15 so far; Next.js answers everything"
+            );
+            return None;
+        }
+        let config = &info.config;
+        let dist_dir = config.dist_dir.clone();
+        let rules = HeaderRules::load(&dist_dir);
+        let interception = interception_routes(&dist_dir.join("server"));
+        let pages =
+            info.cache_events && !config.i18n && !config.partial_prerendering && !interception;
+        if !pages {
+            tracing::info!(
+                next = %info.next_version,
+                cache_events = info.cache_events,
+                i18n = config.i18n,
+                partial_prerendering = config.partial_prerendering,
+                interception,
+                "prerendered pages are answered by Next.js (not modelled natively for this app)"
+            );
+        }
+        let settings = Settings {
+            base_path: config.base_path.trim_end_matches('/').to_owned(),
+            build_id: info.build_id.clone(),
+            trailing_slash: config.trailing_slash,
+            powered_by: config.powered_by_header,
+            generate_etags: config.generate_etags,
+            compress: config.compress,
+            expire_time: config.expire_time,
+            pages,
+            decode: rules.is_empty() && !routes.has_middleware(),
+        };
+        let claimed = |path: &str| routes.claimed_by_rules(path);
+        let files = if config.i18n {
+            FileIndex::default()
+        } else {
+            FileIndex::load(dir, &dist_dir, &settings, &rules, &claimed)
+        };
+        let page_index = if pages {
+            PageIndex::load(
+                &dist_dir,
+                &pages::Context {
+                    settings: &settings,
+                    rules: &rules,
+                    claimed: &claimed,
+                },
+            )
+        } else {
+            PageIndex::default()
+        };
+        Some(Assets {
+            settings,
+            files,
+            pages: ArcSwap::from_pointee(page_index),
+            rules,
+            routes,
+            dist_dir,
+            compressed: Arc::default(),
+            mark,
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// No more native answers (the app is shutting down).
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+    }
+
+    /// Applies an event of the worker to the page index.
+    pub(crate) async fn apply(self: &Arc<Self>, event: WorkerEvent) {
+        if !self.settings.pages {
+            return;
+        }
+        let updated = match event {
+            WorkerEvent::Cache(event) => {
+                let mut index = PageIndex::clone(&self.pages.load());
+                let claimed = |path: &str| self.routes.claimed_by_rules(path);
+                let cx = pages::Context {
+                    settings: &self.settings,
+                    rules: &self.rules,
+                    claimed: &claimed,
+                };
+                match event.change {
+                    CacheChange::Set(entry) => index.apply_set(entry, &cx),
+                    CacheChange::RevalidateTag { tags } => index.apply_revalidate_tags(&tags),
+                }
+                index
+            }
+            // A new worker knows only what is on disk: so does the index, read again.
+            WorkerEvent::Restarted => {
+                let assets = self.clone();
+                let reload = tokio::task::spawn_blocking(move || {
+                    let claimed = |path: &str| assets.routes.claimed_by_rules(path);
+                    PageIndex::load(
+                        &assets.dist_dir,
+                        &pages::Context {
+                            settings: &assets.settings,
+                            rules: &assets.rules,
+                            claimed: &claimed,
+                        },
+                    )
+                });
+                match reload.await {
+                    Ok(index) => index,
+                    Err(err) => {
+                        tracing::error!(error = %err, "re-reading the prerendered pages failed; pages are Next's");
+                        PageIndex::default()
+                    }
+                }
+            }
+        };
+        self.pages.store(Arc::new(updated));
+    }
+
+    /// Answers a request natively, or says that Node answers.
+    pub(crate) fn respond<B>(&self, request: &Request<B>, reach: Reach) -> Decision {
+        if self.stopped.load(Ordering::Relaxed)
+            || !(request.method() == Method::GET || request.method() == Method::HEAD)
+        {
+            return Decision::Node(None);
+        }
+        let mut learn = None;
+        let answer = self.answer(request, reach, &mut learn);
+        match answer {
+            Some((native, marker)) => Decision::Native(native.mark(self.mark.then_some(marker))),
+            None => Decision::Node(learn),
+        }
+    }
+
+    fn answer<B>(
+        &self,
+        request: &Request<B>,
+        reach: Reach,
+        learn: &mut Option<Learn>,
+    ) -> Option<(Native, &'static str)> {
+        let headers = request.headers();
+        if INTERNAL_HEADERS
+            .iter()
+            .any(|name| headers.contains_key(*name))
+        {
+            return None;
+        }
+        let raw = request.uri().path();
+        let rest = strip_base_path(raw, &self.settings.base_path)?;
+        let decoded = self.decode(rest)?;
+        let path = decoded.as_ref();
+
+        if path.starts_with("/_next/") {
+            if path.starts_with("/_next/static/") {
+                let FileMatch::Static(file) = self.files.find(path) else {
+                    return None;
+                };
+                let native =
+                    files::serve_static(request, file, &self.settings, &self.compressed, learn)?;
+                return Some((native, "static"));
+            }
+            if path.starts_with("/_next/data/") && self.page_request_allowed(request) {
+                let pages = self.pages.load();
+                let page = pages.get_data(path)?;
+                let native =
+                    page.serve(request, Want::Data, &self.settings, &self.compressed, learn)?;
+                return Some((native, "data"));
+            }
+            return None;
+        }
+
+        match self.files.find(path) {
+            FileMatch::Public(file) => {
+                let native =
+                    files::serve_public(request, file, &self.settings, &self.compressed, learn)?;
+                return Some((native, "public"));
+            }
+            FileMatch::Refused => {
+                tracing::warn!(
+                    path,
+                    "refused: a public/ symlink that leads out of the folder"
+                );
+                return Some((self.refused(request), "refused"));
+            }
+            FileMatch::Static(_) | FileMatch::None => {}
+        }
+
+        if !self.page_request_allowed(request) {
+            return None;
+        }
+        let want = match headers.get("rsc") {
+            None => Want::Html,
+            Some(value)
+                if value == "1" && !headers.contains_key("next-router-segment-prefetch") =>
+            {
+                Want::Rsc
+            }
+            Some(_) => return None,
+        };
+        let pages = self.pages.load();
+        if let Some(key) = self.page_key(path)
+            && let Some(page) = pages.get(key)
+        {
+            if want == Want::Rsc && page.kind() != Kind::App {
+                return None;
+            }
+            let native = page.serve(request, want, &self.settings, &self.compressed, learn)?;
+            return Some((native, "page"));
+        }
+        if reach == Reach::Unclaimed && self.unknown_path_is_plain(raw) {
+            let page = pages.get("/_not-found")?;
+            let want = Want::Unknown {
+                rsc: want == Want::Rsc,
+            };
+            let native = page.serve(request, want, &self.settings, &self.compressed, learn)?;
+            return Some((native, "not-found"));
+        }
+        None
+    }
+
+    /// The path, percent-decoded when that is safe; `None` for spellings that Next might
+    /// read differently (encoded separators or dots, `..` segments, backslashes, NUL).
+    fn decode<'a>(&self, path: &'a str) -> Option<std::borrow::Cow<'a, str>> {
+        if path.contains('\\') || path.contains("//") {
+            return None;
+        }
+        let decoded = if path.contains('%') {
+            if !self.settings.decode {
+                return None;
+            }
+            let lower = path.to_ascii_lowercase();
+            if ["%2f", "%5c", "%00", "%2e"]
+                .iter()
+                .any(|e| lower.contains(e))
+            {
+                return None;
+            }
+            std::borrow::Cow::Owned(percent_decode_str(path).decode_utf8().ok()?.into_owned())
+        } else {
+            std::borrow::Cow::Borrowed(path)
+        };
+        let bad_segment = decoded
+            .split('/')
+            .any(|segment| segment == ".." || segment == "." || segment.contains('\0'));
+        (!bad_segment).then_some(decoded)
+    }
+
+    /// Pages need a request without draft-mode/preview cookies and without the query
+    /// keys Next.js acts on.
+    fn page_request_allowed<B>(&self, request: &Request<B>) -> bool {
+        if !self.settings.pages {
+            return false;
+        }
+        let cookies = request.headers().get_all(header::COOKIE);
+        if cookies.iter().any(|cookie| {
+            let cookie = cookie.as_bytes();
+            contains(cookie, b"__prerender_bypass") || contains(cookie, b"__next_preview_data")
+        }) {
+            return false;
+        }
+        request.uri().query().is_none_or(|query| {
+            query.split('&').all(|pair| {
+                let key = pair.split('=').next().unwrap_or("");
+                !(key.starts_with('_') || key.contains('%') || key == "amp")
+            })
+        })
+    }
+
+    /// The page path a request path (after basePath) stands for, by next.config's
+    /// `trailingSlash`: other spellings get Next's redirect.
+    fn page_key<'a>(&self, rest: &'a str) -> Option<&'a str> {
+        if self.settings.trailing_slash {
+            match rest {
+                "" => None,
+                "/" => Some("/"),
+                _ => rest.strip_suffix('/').filter(|key| !key.ends_with('/')),
+            }
+        } else {
+            match rest {
+                "" => Some("/"),
+                "/" if self.settings.base_path.is_empty() => Some("/"),
+                _ if rest.ends_with('/') => None,
+                _ => Some(rest),
+            }
+        }
+    }
+
+    /// A path no route claims, spelled so that Next would answer it with its 404 page
+    /// (not a redirect, nor one of its own status pages), and that no header rule touches.
+    fn unknown_path_is_plain(&self, raw: &str) -> bool {
+        let canonical = raw == "/" || !raw.ends_with('/');
+        let rest = strip_base_path(raw, &self.settings.base_path).unwrap_or(raw);
+        canonical
+            && !raw.contains('%')
+            && !raw.contains("//")
+            && !STATUS_PAGES.contains(&rest)
+            && matches!(self.rules.for_path(raw), RuleHeaders::Known(ref h) if h.is_empty())
+    }
+
+    /// The answer to a refused path: Next's 404 page when Rust has it, else a plain 404.
+    /// Never Node's: it would serve the file.
+    fn refused<B>(&self, request: &Request<B>) -> Native {
+        let pages = self.pages.load();
+        if let Some(page) = pages.get("/_not-found") {
+            let want = Want::Unknown { rsc: false };
+            if let Some(native) =
+                page.serve(request, want, &self.settings, &self.compressed, &mut None)
+            {
+                return native;
+            }
+        }
+        Native::ready(crate::body::plain_response(
+            StatusCode::NOT_FOUND,
+            "Not Found",
+        ))
+    }
+}
+
+/// Paths that try to leave a folder: a `..` segment (also spelled `%2e%2e` or with
+/// backslashes), an encoded separator (`%2f`, `%5c`) or a NUL. Refused with 400 before
+/// anything looks them up, natively or in Node (which would 404, or redirect).
+pub(crate) fn is_traversal(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%00")
+        || lower.contains('\0')
+        || lower.contains("%2f")
+        || lower.contains("%5c")
+    {
+        return true;
+    }
+    lower
+        .replace("%2e", ".")
+        .split(['/', '\\'])
+        .any(|segment| segment == "..")
+}
+
+/// The answer to a traversal attempt.
+pub(crate) fn refuse_traversal() -> Response<Body> {
+    crate::body::plain_response(StatusCode::BAD_REQUEST, "Bad Request")
+}
+
+/// Request headers with which Next.js does something other than serve its cache.
+const INTERNAL_HEADERS: [&str; 7] = [
+    "x-prerender-revalidate",
+    "x-prerender-revalidate-if-generated",
+    "next-action",
+    "x-middleware-prefetch",
+    "x-matched-path",
+    "x-now-route-matches",
+    "x-invoke-path",
+];
+
+/// Paths Next answers with one of its own pages, not as unknown.
+const STATUS_PAGES: [&str; 7] = [
+    "/404",
+    "/500",
+    "/_error",
+    "/_app",
+    "/_document",
+    "/_not-found",
+    "/index",
+];
+
+/// `path` without `base_path` (which must be a whole segment), `""` for the base itself.
+fn strip_base_path<'a>(path: &'a str, base_path: &str) -> Option<&'a str> {
+    if base_path.is_empty() {
+        return Some(path);
+    }
+    match path.strip_prefix(base_path)? {
+        rest if rest.is_empty() || rest.starts_with('/') => Some(rest),
+        _ => None,
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Whether the app has interception routes (then App Router answers vary by `Next-Url`).
+fn interception_routes(server: &Path) -> bool {
+    match std::fs::read_to_string(server.join("interception-route-rewrite-manifest.js")) {
+        Ok(text) => !text.contains("\"[]\""),
+        Err(_) => false,
+    }
+}
+
+/// Whether the `compression` middleware would compress an answer with these headers
+/// (its content type is compressible, and no `Cache-Control: no-transform`).
+fn compressible(headers: &HeaderMap) -> bool {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let cache_control = headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok());
+    semantics::compressible(content_type, cache_control)
+}
+
+/// The `Vary: Accept-Encoding` the `compression` middleware adds (when it is on) to the
+/// answers it could compress.
+fn compression_vary(headers: &mut HeaderMap, settings: &Settings) {
+    if settings.compress && compressible(headers) {
+        vary_accept_encoding(headers);
+    }
+}
+
+/// The `vary` package's append of `Accept-Encoding`, as `compression` does it.
+fn vary_accept_encoding(headers: &mut HeaderMap) {
+    match headers.get(header::VARY).and_then(|v| v.to_str().ok()) {
+        None => {
+            headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        }
+        Some(existing) => {
+            let present = existing.split(',').any(|field| {
+                field.trim() == "*" || field.trim().eq_ignore_ascii_case("accept-encoding")
+            });
+            if !present {
+                let value = format!("{existing}, Accept-Encoding");
+                headers.insert(header::VARY, semantics::value(&value));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vary_is_appended_once() {
+        let mut headers = HeaderMap::new();
+        vary_accept_encoding(&mut headers);
+        assert_eq!(headers[header::VARY], "Accept-Encoding");
+        vary_accept_encoding(&mut headers);
+        assert_eq!(headers[header::VARY], "Accept-Encoding");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::VARY, HeaderValue::from_static("rsc"));
+        vary_accept_encoding(&mut headers);
+        assert_eq!(headers[header::VARY], "rsc, Accept-Encoding");
+    }
+
+    #[test]
+    fn traversal_spellings_are_recognised() {
+        for path in [
+            "/_next/static/../../package.json",
+            "/_next/static/%2e%2e/%2e%2e/package.json",
+            "/_next/static/%2E%2E/package.json",
+            "/_next/static/..%2f..%2fpackage.json",
+            "/_next/static/..%5c..%5cBUILD_ID",
+            "/_next/static/chunks\\..\\..\\BUILD_ID",
+            "/hello.txt%00",
+            "/images%2fdot.svg",
+            "/..",
+        ] {
+            assert!(is_traversal(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/about",
+            "/a..b",
+            "/.well-known/x",
+            "/docs/a%20b",
+            "/%61bout",
+        ] {
+            assert!(!is_traversal(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn base_path_is_a_whole_segment() {
+        assert_eq!(strip_base_path("/docs/a", "/docs"), Some("/a"));
+        assert_eq!(strip_base_path("/docs", "/docs"), Some(""));
+        assert_eq!(strip_base_path("/docsx", "/docs"), None);
+        assert_eq!(strip_base_path("/a", ""), Some("/a"));
+    }
+}

@@ -1,0 +1,523 @@
+//! Native answers (issue 4): what Rust answers without Node, and that it is never stale.
+//!
+//! Byte-for-byte equality with `next start` is the differential test's subject
+//! (`tests/differential.rs`); these tests check the rules around it: Next's headers on
+//! assets, refused traversals, what goes to Node, and that a page revalidated or
+//! regenerated in Node is what the next native answer serves. Responses carry
+//! `x-tower-next-native` (`NextOptions::mark_native_responses`) so a silent fall-back to
+//! Node cannot pass for a native answer.
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use axum::Router;
+use reqwest::{StatusCode, header};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower_next::{Next, NextLayer, NextOptions};
+
+const NATIVE: &str = "x-tower-next-native";
+
+/// The fixture as a fallback service, with native answers marked.
+async fn start(options: NextOptions) -> (Next, SocketAddr) {
+    // Native pages need one worker (see `NextOptions::serve_natively`).
+    let options = options.workers(1);
+    support::init_tracing();
+    let next = Next::prepare(options.mark_native_responses(true))
+        .await
+        .expect("prepare the fixture");
+    let addr = support::serve(Router::new().fallback_service(next.service())).await;
+    (next, addr)
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: header::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn native(&self) -> Option<&str> {
+        self.headers.get(NATIVE).and_then(|v| v.to_str().ok())
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The number in `<span id="stamp">` (or `id="generated"`) of the fixture's pages.
+    fn stamp(&self) -> u64 {
+        for marker in [r#"id="stamp">"#, r#"id="generated">"#, r#""stamp":"#] {
+            if let Some(start) = self.body.find(marker) {
+                let digits: String = self.body[start + marker.len()..]
+                    .chars()
+                    .skip_while(|c| !c.is_ascii_digit())
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                return digits.parse().expect("a stamp");
+            }
+        }
+        panic!("no stamp in {}", &self.body[..self.body.len().min(400)]);
+    }
+}
+
+async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Answer {
+    send(reqwest::Method::GET, addr, path, headers).await
+}
+
+async fn send(
+    method: reqwest::Method,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let mut request = support::client().request(method, format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    Answer {
+        status: response.status(),
+        headers: response.headers().clone(),
+        body: response.text().await.unwrap(),
+    }
+}
+
+/// A request written byte for byte (an HTTP client would normalise `..` away).
+async fn raw_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost:3000\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hashed_assets_and_public_files_carry_nexts_headers() {
+    let (next, addr) = start(support::options()).await;
+    let home = get(addr, "/", &[]).await;
+    let chunk = support::first_static_asset(&home.body);
+
+    let asset = get(addr, &chunk, &[]).await;
+    assert_eq!(asset.status, StatusCode::OK);
+    assert_eq!(asset.native(), Some("static"));
+    assert_eq!(
+        asset.header("cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(
+        asset.header("content-type"),
+        "application/javascript; charset=UTF-8"
+    );
+    assert_eq!(asset.header("accept-ranges"), "bytes");
+    assert!(
+        asset.header("etag").starts_with("W/\""),
+        "{}",
+        asset.header("etag")
+    );
+    assert!(!asset.header("last-modified").is_empty());
+
+    let etag = asset.header("etag").to_owned();
+    let not_modified = get(addr, &chunk, &[("if-none-match", &etag)]).await;
+    assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
+    assert!(not_modified.body.is_empty());
+    assert_eq!(not_modified.native(), Some("static"));
+    let since = asset.header("last-modified").to_owned();
+    let not_modified = get(addr, &chunk, &[("if-modified-since", &since)]).await;
+    assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
+
+    let head = send(reqwest::Method::HEAD, addr, &chunk, &[]).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(head.header("content-length"), asset.body.len().to_string());
+    assert!(head.body.is_empty());
+
+    let part = get(addr, &chunk, &[("range", "bytes=0-9")]).await;
+    assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.native(), Some("static"));
+    assert_eq!(
+        part.header("content-range"),
+        format!("bytes 0-9/{}", asset.body.len())
+    );
+    assert_eq!(part.body, asset.body[..10]);
+    let suffix = get(addr, &chunk, &[("range", "bytes=-5")]).await;
+    assert_eq!(suffix.body, asset.body[asset.body.len() - 5..]);
+
+    let robots = get(addr, "/robots.txt", &[]).await;
+    assert_eq!(robots.native(), Some("public"));
+    assert_eq!(robots.header("cache-control"), "public, max-age=0");
+    assert_eq!(robots.header("content-type"), "text/plain; charset=UTF-8");
+    let svg = get(addr, "/images/dot.svg", &[]).await;
+    assert_eq!(svg.native(), Some("public"));
+    assert_eq!(svg.header("content-type"), "image/svg+xml");
+
+    // Missing files are Next's to answer.
+    let missing = get(addr, "/_next/static/chunks/nope.js", &[]).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.native(), None);
+    next.shutdown().await;
+}
+
+/// A project that serves the fixture's build, with its own `public/` folder, holding
+/// symlinks that lead out of it to a secret file (the second folder).
+fn project_with_escaping_symlinks() -> (tempfile::TempDir, tempfile::TempDir) {
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("secret.txt");
+    std::fs::write(&secret, "TOP-SECRET\n").unwrap();
+    (linked_project(&secret), secrets)
+}
+
+fn linked_project(secret: &Path) -> tempfile::TempDir {
+    let fixture = support::fixture();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["package.json", "next.config.js"] {
+        std::fs::copy(fixture.join(name), dir.path().join(name)).unwrap();
+    }
+    for name in ["node_modules", ".next"] {
+        std::os::unix::fs::symlink(fixture.join(name), dir.path().join(name)).unwrap();
+    }
+    let public = dir.path().join("public");
+    std::fs::create_dir(&public).unwrap();
+    std::fs::write(public.join("hello.txt"), "hello from public\n").unwrap();
+    std::fs::write(public.join("inside-target.txt"), "inside\n").unwrap();
+    std::os::unix::fs::symlink(public.join("inside-target.txt"), public.join("inside.txt"))
+        .unwrap();
+    std::os::unix::fs::symlink(secret, public.join("leak.txt")).unwrap();
+    std::os::unix::fs::symlink(secret.parent().unwrap(), public.join("outside")).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn path_traversal_is_refused() {
+    let (project, _secrets) = project_with_escaping_symlinks();
+    let (next, service) = start(NextOptions::new(project.path())).await;
+    let layer = support::serve(
+        Router::new()
+            .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .layer(NextLayer::new(next.clone())),
+    )
+    .await;
+
+    let fine = get(service, "/hello.txt", &[]).await;
+    assert_eq!(fine.body, "hello from public\n");
+    assert_eq!(fine.native(), Some("public"));
+    // A link that stays inside public/ is served as its target.
+    assert_eq!(get(service, "/inside.txt", &[]).await.body, "inside\n");
+
+    let attempts = [
+        ("..", "/_next/static/../../package.json"),
+        ("..", "/_next/static/chunks/../../BUILD_ID"),
+        ("%2e%2e", "/_next/static/%2e%2e/%2e%2e/package.json"),
+        ("%2e%2e", "/%2e%2e/%2e%2e/etc/passwd"),
+        ("%2f", "/_next/static/..%2f..%2fpackage.json"),
+        ("%2f", "/_next/static/chunks%2f..%2f..%2fBUILD_ID"),
+        ("backslash", "/_next/static/..%5c..%5cBUILD_ID"),
+        ("backslash", "/_next/static/chunks\\..\\..\\BUILD_ID"),
+        ("NUL", "/hello.txt%00"),
+        ("NUL", "/_next/static/chunks/a%00.js"),
+        ("symlink out of public/", "/leak.txt"),
+        ("symlink out of public/", "/outside/secret.txt"),
+    ];
+    for (kind, path) in attempts {
+        for addr in [service, layer] {
+            let (status, text) = raw_get(addr, path).await;
+            assert!(
+                status == 400 || status == 404,
+                "{kind}: {path} answered {status}, not 400/404"
+            );
+            assert!(
+                !text.contains("TOP-SECRET") && !text.contains("\"dependencies\""),
+                "{kind}: {path} leaked a file: {text}"
+            );
+        }
+    }
+    next.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_that_need_javascript_go_to_node() {
+    let (next, addr) = start(support::options()).await;
+    assert_eq!(get(addr, "/about", &[]).await.native(), Some("page"));
+    let cases: [(&str, &[(&str, &str)]); 6] = [
+        ("/mw/other", &[]),                                // middleware matcher
+        ("/old-about", &[]),                               // next.config redirect
+        ("/about", &[("cookie", "__prerender_bypass=x")]), // draft mode
+        ("/about", &[("next-action", "abc")]),             // Server Action
+        ("/about", &[("x-prerender-revalidate", "abc")]),  // on-demand revalidation
+        ("/about?__nextDataReq=1", &[]),                   // Next's own query keys
+    ];
+    for (path, headers) in cases {
+        let answer = get(addr, path, headers).await;
+        assert_eq!(
+            answer.native(),
+            None,
+            "{path} {headers:?} was answered natively"
+        );
+    }
+    for path in ["/dynamic", "/api/hello", "/ssr"] {
+        assert_eq!(get(addr, path, &[]).await.native(), None, "{path}");
+    }
+    let post = send(reqwest::Method::POST, addr, "/about", &[]).await;
+    assert_eq!(post.native(), None);
+    next.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn native_answers_can_be_switched_off() {
+    let (next, addr) = start(support::options().serve_natively(false)).await;
+    for path in ["/about", "/robots.txt", "/legacy"] {
+        let answer = get(addr, path, &[]).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.native(), None, "{path}");
+    }
+    next.shutdown().await;
+}
+
+/// A native answer of `path`, asked for up to 50 times (a page regenerated in the
+/// background becomes native when the worker reports it).
+async fn native_answer(addr: SocketAddr, path: &str) -> Answer {
+    for _ in 0..50 {
+        let answer = get(addr, path, &[]).await;
+        if answer.native().is_some() {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{path} never answered natively");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revalidate_path_is_followed_by_the_new_page() {
+    let (next, addr) = start(support::options()).await;
+    let before = native_answer(addr, "/stamp").await;
+    let revalidated = send(
+        reqwest::Method::POST,
+        addr,
+        "/api/revalidate?path=/stamp",
+        &[],
+    )
+    .await;
+    assert_eq!(revalidated.status, StatusCode::OK);
+
+    // Next renders the page again; Rust does not answer the old one meanwhile.
+    let first = get(addr, "/stamp", &[]).await;
+    assert_ne!(
+        first.stamp(),
+        before.stamp(),
+        "the old page after revalidatePath"
+    );
+    // The render was reported before its answer left the worker: the next answer is
+    // native and the new page.
+    let second = get(addr, "/stamp", &[]).await;
+    assert_eq!(second.native(), Some("page"));
+    assert_eq!(second.stamp(), first.stamp());
+    assert_eq!(second.header("x-nextjs-cache"), "HIT");
+    next.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revalidate_tag_is_followed_by_the_new_page() {
+    let (next, addr) = start(support::options()).await;
+    let before = native_answer(addr, "/stamp-tag").await;
+    let rsc_before = get(addr, "/stamp-tag", &[("rsc", "1")]).await;
+    assert_eq!(rsc_before.native(), Some("page"));
+    let revalidated = send(
+        reqwest::Method::POST,
+        addr,
+        "/api/revalidate?tag=stamp-tag",
+        &[],
+    )
+    .await;
+    assert_eq!(revalidated.status, StatusCode::OK);
+
+    let first = get(addr, "/stamp-tag", &[]).await;
+    assert_ne!(
+        first.stamp(),
+        before.stamp(),
+        "the old page after revalidateTag"
+    );
+    let second = get(addr, "/stamp-tag", &[]).await;
+    assert_eq!(second.native(), Some("page"));
+    assert_eq!(second.stamp(), first.stamp());
+    let rsc_after = get(addr, "/stamp-tag", &[("rsc", "1")]).await;
+    assert_eq!(rsc_after.native(), Some("page"));
+    assert_ne!(
+        rsc_after.body, rsc_before.body,
+        "the old RSC payload after revalidateTag"
+    );
+    next.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_demand_revalidation_of_a_pages_router_page() {
+    let (next, addr) = start(support::options()).await;
+    let build_id = next.build_id().to_owned();
+    let data_path = format!("/_next/data/{build_id}/ssg-stamp.json");
+    let before = native_answer(addr, "/ssg-stamp").await;
+    let data_before = get(addr, &data_path, &[]).await;
+    assert_eq!(data_before.native(), Some("data"));
+    assert_eq!(data_before.stamp(), before.stamp());
+
+    let revalidated = send(reqwest::Method::POST, addr, "/api/revalidate-ssg", &[]).await;
+    assert_eq!(revalidated.status, StatusCode::OK, "{}", revalidated.body);
+    // `res.revalidate` wrote the new page before answering: the next answer is native
+    // and new, HTML and data alike.
+    let after = get(addr, "/ssg-stamp", &[]).await;
+    assert_eq!(after.native(), Some("page"));
+    assert_ne!(
+        after.stamp(),
+        before.stamp(),
+        "the old page after res.revalidate"
+    );
+    let data_after = get(addr, &data_path, &[]).await;
+    assert_eq!(data_after.native(), Some("data"));
+    assert_eq!(data_after.stamp(), after.stamp());
+    next.shutdown().await;
+}
+
+/// `/isr` has `revalidate = 5`. Past that, Next answers once with the stale page
+/// (`x-nextjs-cache: STALE`) and regenerates it in the background; then the new page is
+/// served. Rust must never answer a page that Next has already answered as stale.
+#[tokio::test(flavor = "multi_thread")]
+async fn isr_page_past_its_time_is_stale_once_then_new() {
+    let (next, addr) = start(support::options()).await;
+    let started = Instant::now();
+    let mut native_first: Option<u64> = None;
+    let mut stale: Option<u64> = None;
+    let mut native_after: Option<u64> = None;
+    while started.elapsed() < Duration::from_secs(40) && native_after.is_none() {
+        let answer = get(addr, "/isr", &[]).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        let stamp = answer.stamp();
+        let cache = answer.header("x-nextjs-cache").to_owned();
+        match answer.native() {
+            Some(_) => {
+                assert_eq!(cache, "HIT", "a native answer must be fresh");
+                assert_ne!(Some(stamp), stale, "Rust answered a page Next called stale");
+                match (native_first, stale) {
+                    (None, _) => native_first = Some(stamp),
+                    (Some(_), Some(_)) => native_after = Some(stamp),
+                    _ => {}
+                }
+            }
+            None if cache == "STALE" && native_first == Some(stamp) => stale = Some(stamp),
+            None => {}
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (Some(first), Some(old), Some(new)) = (native_first, stale, native_after) else {
+        panic!(
+            "expected native, then stale from Node, then native again: {native_first:?} {stale:?} {native_after:?}"
+        );
+    };
+    assert_eq!(first, old);
+    assert!(new > old, "the page after regeneration is the new one");
+    next.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prerendered_pages_are_served_while_the_worker_restarts() {
+    let (next, addr) = start(support::options().ready_wait(Duration::from_millis(100))).await;
+    let pid = next.worker_pid().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let page = get(addr, "/about", &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.native(), Some("page"));
+    assert!(page.body.contains("About page"));
+    next.shutdown().await;
+}
+
+/// With a `cacheHandler` in next.config, the worker reports through a subclass of it: the
+/// app's own handler still does the work, and a revalidated page is still never stale.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_cache_handler_keeps_working_and_reporting() {
+    let folder = tempfile::tempdir().unwrap();
+    let marker = folder.path().join("sets.log");
+    let handler = folder.path().join("cache-handler.js");
+    let file_system_cache = support::fixture()
+        .join("node_modules/next/dist/server/lib/incremental-cache/file-system-cache.js");
+    std::fs::write(
+        &handler,
+        format!(
+            "const fs = require('fs');\n\
+             const FileSystemCache = require({:?}).default;\n\
+             module.exports = class AppCache extends FileSystemCache {{\n\
+               async set(key, data, ctx) {{\n\
+                 fs.appendFileSync({:?}, key + '\\n');\n\
+                 return super.set(key, data, ctx);\n\
+               }}\n\
+             }};\n",
+            file_system_cache, marker
+        ),
+    )
+    .unwrap();
+    let conf = serde_json::json!({ "cacheHandler": handler });
+    let (next, addr) = start(support::options().conf(conf)).await;
+
+    let before = native_answer(addr, "/stamp").await;
+    let revalidated = send(
+        reqwest::Method::POST,
+        addr,
+        "/api/revalidate?path=/stamp",
+        &[],
+    )
+    .await;
+    assert_eq!(revalidated.status, StatusCode::OK);
+    let first = get(addr, "/stamp", &[]).await;
+    assert_ne!(
+        first.stamp(),
+        before.stamp(),
+        "the old page after revalidatePath"
+    );
+    let second = get(addr, "/stamp", &[]).await;
+    assert_eq!(second.native(), Some("page"));
+    assert_eq!(second.stamp(), first.stamp());
+    let sets = std::fs::read_to_string(&marker).unwrap_or_default();
+    assert!(
+        sets.contains("/stamp"),
+        "the app's cache handler was not used: {sets:?}"
+    );
+    next.shutdown().await;
+}
+
+/// `public/` files can change while the app runs; `next start` serves them as they are
+/// now, and so does Rust (the bytes held in memory are used only while size and mtime
+/// match).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edited_public_file_is_served_as_it_is_now() {
+    let (project, _secrets) = project_with_escaping_symlinks();
+    let (next, addr) = start(NextOptions::new(project.path())).await;
+    let before = get(addr, "/hello.txt", &[]).await;
+    assert_eq!(before.body, "hello from public\n");
+    assert_eq!(before.native(), Some("public"));
+
+    std::fs::write(
+        project.path().join("public/hello.txt"),
+        "edited while serving\n",
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let after = get(addr, "/hello.txt", &[]).await;
+        assert_eq!(after.body, "edited while serving\n");
+        assert_eq!(after.native(), Some("public"));
+        assert_ne!(after.header("etag"), before.header("etag"));
+    }
+    next.shutdown().await;
+}
