@@ -188,30 +188,6 @@ async fn revalidate_path_on_one_worker_is_seen_by_every_worker() {
     next.shutdown().await;
 }
 
-/// `(name, value)` of the `<input type="hidden">` elements of a page.
-fn hidden_inputs(html: &str) -> Vec<(String, String)> {
-    let mut inputs = Vec::new();
-    for tag in html.split("<input").skip(1) {
-        let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
-        if !tag.contains("type=\"hidden\"") {
-            continue;
-        }
-        let attribute = |name: &str| {
-            let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
-            let end = tag[start..].find('"')? + start;
-            Some(
-                tag[start..end]
-                    .replace("&quot;", "\"")
-                    .replace("&amp;", "&"),
-            )
-        };
-        if let Some(name) = attribute("name") {
-            inputs.push((name, attribute("value").unwrap_or_default()));
-        }
-    }
-    inputs
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn server_action_of_a_page_rendered_by_one_worker_runs_on_another() {
     let (next, addr) = start(support::options().workers(2)).await;
@@ -227,7 +203,7 @@ async fn server_action_of_a_page_rendered_by_one_worker_runs_on_another() {
     let html = page.text().await.unwrap();
     let post = || {
         let mut form = reqwest::multipart::Form::new().text("name", "Ada");
-        for (name, value) in hidden_inputs(&html) {
+        for (name, value) in support::hidden_inputs(&html) {
             form = form.text(name, value);
         }
         client

@@ -183,7 +183,7 @@ async fn server_action_and_middleware_work_through_the_layer() {
         .await
         .unwrap();
     let mut form = reqwest::multipart::Form::new().text("name", "Bob");
-    for (name, value) in hidden_inputs(&html) {
+    for (name, value) in support::hidden_inputs(&html) {
         form = form.text(name, value);
     }
     let response = client
@@ -239,28 +239,4 @@ async fn http2_clients_of_the_rust_server_work() {
     assert_eq!(about.status(), StatusCode::OK);
     assert!(about.text().await.unwrap().contains("About page"));
     next.shutdown().await;
-}
-
-/// `(name, value)` of the `<input type="hidden">` elements of a page.
-fn hidden_inputs(html: &str) -> Vec<(String, String)> {
-    let mut inputs = Vec::new();
-    for tag in html.split("<input").skip(1) {
-        let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
-        if !tag.contains("type=\"hidden\"") {
-            continue;
-        }
-        let attribute = |name: &str| {
-            let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
-            let end = tag[start..].find('"')? + start;
-            Some(
-                tag[start..end]
-                    .replace("&quot;", "\"")
-                    .replace("&amp;", "&"),
-            )
-        };
-        if let Some(name) = attribute("name") {
-            inputs.push((name, attribute("value").unwrap_or_default()));
-        }
-    }
-    inputs
 }

@@ -503,3 +503,27 @@ pub fn dev_project() -> tempfile::TempDir {
     }
     copy
 }
+
+/// `(name, value)` of the `<input type="hidden">` elements of a page.
+pub fn hidden_inputs(html: &str) -> Vec<(String, String)> {
+    let mut inputs = Vec::new();
+    for tag in html.split("<input").skip(1) {
+        let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
+        if !tag.contains("type=\"hidden\"") {
+            continue;
+        }
+        let attribute = |name: &str| {
+            let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
+            let end = tag[start..].find('"')? + start;
+            Some(
+                tag[start..end]
+                    .replace("&quot;", "\"")
+                    .replace("&amp;", "&"),
+            )
+        };
+        if let Some(name) = attribute("name") {
+            inputs.push((name, attribute("value").unwrap_or_default()));
+        }
+    }
+    inputs
+}
