@@ -319,6 +319,11 @@ pub async fn prepare() -> Next {
 pub async fn serve(router: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    // Streamed responses: without TCP_NODELAY, a response written in two small pieces
+    // waits ~40 ms for the client's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        let _ = stream.set_nodelay(true);
+    });
     tokio::spawn(async move {
         axum::serve(
             listener,
