@@ -3,14 +3,16 @@
 //!
 //! ```sh
 //! apt-get install -y wrk
-//! cargo bench --bench pool                 # 10 s per run
-//! BENCH_SECONDS=5 POOL_WORKERS=2 cargo bench --bench pool
+//! cargo bench --bench pool                 # 10 s per run, 3 rounds
+//! BENCH_SECONDS=5 BENCH_ROUNDS=5 POOL_WORKERS=2 cargo bench --bench pool
 //! ```
 //!
 //! For each route, `wrk -t2 -c32 --latency` runs against `next start`, tower-next with one
-//! worker, and tower-next with the pool (default: one worker per core), one after the
-//! other, after a warm-up run each. The table gives requests per second, p50 and p99
-//! latency, and the ratio to `next start`.
+//! worker, and tower-next with the pool (default: one worker per core), taking turns,
+//! `BENCH_ROUNDS` times (default 3), after a warm-up run each. The table gives the median
+//! run's requests per second (and every run's), p50 and p99 latency, the ratio to
+//! `next start`, and the CPU time per request in the Rust process and in Node. On a
+//! shared machine, other load shows as spread between the runs.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -141,6 +143,11 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let pool_workers: usize = std::env::var("POOL_WORKERS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -179,7 +186,7 @@ async fn main() {
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "\n`wrk -t2 -c32 -d{seconds}s --latency`, after a {}s warm-up per server and route; {} cores; load average before: {}\n",
+        "\n`wrk -t2 -c32 -d{seconds}s --latency`, {rounds} rounds taking turns, after a {}s warm-up per server and route; the median run; {} cores; load average before: {}\n",
         seconds.min(3),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load.split_whitespace()
@@ -188,32 +195,53 @@ async fn main() {
             .join(" ")
     );
     println!(
-        "| route | server | req/s | p50 | p99 | errors | vs next start | CPU µs/request: Rust + Node |"
+        "| route | server | req/s, median (all runs) | p50 | p99 | errors | vs next start | CPU µs/request: Rust + Node |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for (path, what) in ROUTES {
-        let mut baseline = None;
+        // Warm up every server on this route, then measure them in turns, `rounds` times:
+        // a burst of other load on the machine then hits every server alike.
         for server in &servers {
             wrk(server.addr, path, seconds.min(3));
-            let (rust_before, node_before) = server.ticks();
-            let run = wrk(server.addr, path, seconds);
-            let (rust_after, node_after) = server.ticks();
+        }
+        let mut runs: Vec<Vec<(Run, f64, f64)>> = servers.iter().map(|_| Vec::new()).collect();
+        for _ in 0..rounds {
+            for (server, runs) in servers.iter().zip(&mut runs) {
+                let (rust_before, node_before) = server.ticks();
+                let run = wrk(server.addr, path, seconds);
+                let (rust_after, node_after) = server.ticks();
+                // Ticks are 10 ms; per request in µs.
+                let per_request = |ticks: u64| ticks as f64 * 10_000.0 / run.requests.max(1) as f64;
+                let cpu = (
+                    per_request(rust_after - rust_before),
+                    per_request(node_after - node_before),
+                );
+                runs.push((run, cpu.0, cpu.1));
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        let mut baseline = None;
+        for (server, mut runs) in servers.iter().zip(runs) {
+            // The median run by throughput.
+            runs.sort_by(|a, b| a.0.requests_per_second.total_cmp(&b.0.requests_per_second));
+            let all: Vec<String> = runs
+                .iter()
+                .map(|(run, _, _)| format!("{:.0}", run.requests_per_second))
+                .collect();
+            let (run, rust, node) = &runs[runs.len() / 2];
             let base = *baseline.get_or_insert(run.requests_per_second);
-            // Ticks are 10 ms; per request in µs. The Rust process also runs the other
-            // servers' idle tasks, which cost next to nothing.
-            let per_request = |ticks: u64| ticks as f64 * 10_000.0 / run.requests.max(1) as f64;
             println!(
-                "| `{path}` {what} | {} | {:.0} | {} | {} | {} | {:.2}x | {:.0} + {:.0} |",
+                "| `{path}` {what} | {} | {:.0} ({}) | {} | {} | {} | {:.2}x | {:.0} + {:.0} |",
                 server.name,
                 run.requests_per_second,
+                all.join(", "),
                 run.p50,
                 run.p99,
                 run.errors,
                 run.requests_per_second / base,
-                per_request(rust_after - rust_before),
-                per_request(node_after - node_before),
+                rust,
+                node,
             );
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
     single.shutdown().await;
