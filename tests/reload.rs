@@ -78,8 +78,10 @@ async fn reload_under_load_fails_no_request_and_old_pages_keep_their_assets() {
     let (status, about) = get(&client, addr, "/about").await;
     assert_eq!(status, StatusCode::OK);
     assert!(about.contains("About page") && !about.contains("v2"));
-    // An asset of the v1 page that the v2 build does not have.
-    let old_asset = static_assets(&about)
+    // An asset of a v1 page that the v2 build does not have (v2 changed the home page's
+    // client component).
+    let (_, home) = get(&client, addr, "/").await;
+    let old_asset = static_assets(&home)
         .into_iter()
         .find(|url| !v2.join(".next").join(&url["/_next/".len()..]).exists())
         .expect("a v1 asset missing from v2");

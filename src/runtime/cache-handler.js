@@ -5,8 +5,9 @@
 // - no in-memory copy (the bridge also sets cacheMaxMemorySize: 0): a worker answers from
 //   the entry the last regeneration wrote, whichever worker made it;
 // - revalidations (revalidateTag, and revalidatePath, which Next turns into tags) are
-//   appended to a log file that every worker reads before it answers from the cache, so
-//   one worker's revalidation is seen by every worker's next response;
+//   appended to a log file, as the tag entries Next recorded for them, and every worker
+//   reads the log before it answers from the cache, so one worker's revalidation is seen
+//   by every worker's next response;
 // - entries are written to a temporary file and renamed into place, so a worker never
 //   reads a page another worker is halfway through writing;
 // - an entry's cache lifetime (revalidate/expire), which Next keeps in memory only, is
@@ -25,7 +26,7 @@ const FileSystemCache = require(path.join(cacheDir, 'file-system-cache')).defaul
 // keeps entries' lifetimes (same module instances as Next's).
 const { tagsManifest } = require(path.join(cacheDir, 'tags-manifest.external'));
 const { SharedCacheControls } = require(path.join(cacheDir, 'shared-cache-controls.external'));
-// Response entries (pages, route handlers) live under this key prefix in Next 15.5.
+// Response entries (pages, route handlers) live under this key prefix (Next 15.5 and 16).
 const RESPONSE_KEY = '/route-cache/';
 const log = options.sharedCache.tagsLog;
 
@@ -52,16 +53,27 @@ function catchUp() {
     partial = lines.pop();
     for (const line of lines) {
       if (!line) continue;
-      const { tags, at } = JSON.parse(line);
-      // As a revalidation in this worker would record it: Next's 'use cache' handler
-      // sets the tag's time on every revalidation (the file-system cache only the first
-      // time), so the latest time wins.
-      for (const tag of tags) {
-        tagsManifest.set(tag, Math.max(tagsManifest.get(tag) ?? 0, at));
-      }
+      const { entries } = JSON.parse(line);
+      for (const [tag, entry] of entries) applyTag(tag, entry);
     }
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+// A tag's entry as another worker's Next recorded it: a time in Next 15, an object of
+// times (`stale`, `expired`) in Next 16. Times only move forward, whatever order two
+// workers' lines reach the log in.
+function applyTag(tag, entry) {
+  const known = tagsManifest.get(tag);
+  if (typeof entry === 'number') {
+    tagsManifest.set(tag, Math.max(typeof known === 'number' ? known : 0, entry));
+  } else if (entry && typeof entry === 'object') {
+    const merged = { ...(known && typeof known === 'object' ? known : {}) };
+    for (const [field, time] of Object.entries(entry)) {
+      merged[field] = Math.max(merged[field] ?? 0, time);
+    }
+    tagsManifest.set(tag, merged);
   }
 }
 
@@ -117,12 +129,22 @@ class TowerNextPoolCache extends FileSystemCache {
 
   async revalidateTag(...args) {
     const tags = typeof args[0] === 'string' ? [args[0]] : args[0] || [];
+    catchUp();
+    const at = Date.now();
+    const result = await super.revalidateTag(...args);
     if (tags.length > 0) {
-      // Synchronously, before this request's response goes out.
-      fs.appendFileSync(log, JSON.stringify({ tags, at: Date.now() }) + '\n');
+      // What Next recorded for each tag, in this Next version's shape, logged synchronously
+      // before this request's response goes out. Next 15's file-system cache keeps a tag's
+      // first time (its 'use cache' handler, which runs too, moves it on), so a time is
+      // logged as this revalidation's.
+      const entries = tags.map((tag) => {
+        const entry = tagsManifest.get(tag);
+        return [tag, typeof entry === 'object' && entry !== null ? entry : at];
+      });
+      fs.appendFileSync(log, JSON.stringify({ entries }) + '\n');
       catchUp();
     }
-    return super.revalidateTag(...args);
+    return result;
   }
 }
 

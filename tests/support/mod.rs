@@ -201,8 +201,9 @@ fn prepare_fixture(dir: &Path) -> PathBuf {
 }
 
 /// A second release of the fixture, for reload: its own folder under `target/`, the About
-/// page changed and a page `/only-in-v2` added, built once (and again when the fixture's
-/// sources change). Its `node_modules` is the fixture's.
+/// page and the home page's counter changed and a page `/only-in-v2` added, built once (and again when the fixture's
+/// sources change). Its `node_modules` is the fixture's, hard-linked (Turbopack refuses a
+/// symlink that leads out of the project).
 pub fn fixture_v2() -> PathBuf {
     static READY: OnceLock<PathBuf> = OnceLock::new();
     READY.get_or_init(prepare_fixture_v2).clone()
@@ -210,11 +211,13 @@ pub fn fixture_v2() -> PathBuf {
 
 fn prepare_fixture_v2() -> PathBuf {
     let fixture = fixture();
-    let dir = repo().join("target/fixture-releases/app15-v2");
-    let lock = std::fs::File::create(repo().join("target/fixture-app15-v2.lock")).unwrap();
+    let name = fixture.file_name().unwrap().to_string_lossy().into_owned();
+    let dir = repo().join(format!("target/fixture-releases/{name}-v2"));
+    let lock =
+        std::fs::File::create(repo().join(format!("target/fixture-{name}-v2.lock"))).unwrap();
     lock.lock().expect("fixture v2 lock");
     let stamp = dir.join(".next/tower-next-fixture.stamp");
-    let sources = format!("{}-v2.1", source_hash(&fixture));
+    let sources = format!("{}-v2.3", source_hash(&fixture));
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(sources.as_str())
         && dir.join(".next/BUILD_ID").exists()
     {
@@ -222,7 +225,14 @@ fn prepare_fixture_v2() -> PathBuf {
     }
     let _ = std::fs::remove_dir_all(&dir);
     copy_sources(&fixture, &dir);
-    std::os::unix::fs::symlink(fixture.join("node_modules"), dir.join("node_modules")).unwrap();
+    run(Command::new("cp")
+        .arg("-al")
+        .arg(fixture.join("node_modules"))
+        .arg(&dir));
+    // A client component changed too: its chunk differs from v1's in either bundler.
+    let counter = dir.join("components/Counter.js");
+    let text = std::fs::read_to_string(&counter).unwrap();
+    std::fs::write(&counter, text.replace("Count: ", "Count v2: ")).unwrap();
     let about = dir.join("app/about/page.js");
     let text = std::fs::read_to_string(&about).unwrap();
     std::fs::write(&about, text.replace("About page", "About page v2")).unwrap();
