@@ -6,15 +6,14 @@ use std::{
 };
 
 use http::{Request, Response, StatusCode};
-use tokio::sync::{mpsc, watch};
 
 use crate::{
     Error, NextOptions,
     assets::{self, Assets, Decision, Native, Reach},
     body::{Body, BoxError, plain_response},
-    proxy::{self, Dispatch},
+    proxy::{self, Dispatch, Fence},
     routes::{RouteTable, Routing, watch_dev_routes},
-    runtime::{AppInfo, Generation, PoolStatus, WorkerEvent, WorkerPool},
+    runtime::{AppInfo, Generation, PoolStatus, SlotEvents, WorkerEvent, WorkerPool},
     service::NextService,
 };
 
@@ -335,12 +334,6 @@ pub(crate) struct App {
 impl App {
     fn load(dir: &Path, info: &AppInfo, options: &NextOptions) -> Result<App, Error> {
         let routes = Arc::new(RouteTable::load(dir, info, options.dev)?);
-        if options.serve_natively && !options.dev && !options.native_pages() {
-            tracing::info!(
-                workers = options.worker_count(),
-                "prerendered pages go to Node.js with more than one worker; files are served natively"
-            );
-        }
         let assets = if options.serve_natively {
             Assets::load(dir, info, routes.clone(), options.dev, options.mark_native).map(Arc::new)
         } else {
@@ -353,20 +346,21 @@ impl App {
 /// Applies each worker's cache events to its generation's native responders, in order,
 /// and publishes the last one applied (the worker's proxy waits on it).
 fn apply_cache_events(generation: &Generation<App>) {
-    for (received, applied) in generation.take_events() {
+    for events in generation.take_events() {
         tokio::spawn(keep_current(
-            received,
+            events,
             generation.app.assets.clone(),
-            applied,
+            generation.fence().clone(),
         ));
     }
 }
 
-async fn keep_current(
-    mut received: mpsc::UnboundedReceiver<WorkerEvent>,
-    assets: Option<Arc<Assets>>,
-    applied: watch::Sender<u64>,
-) {
+async fn keep_current(events: SlotEvents, assets: Option<Arc<Assets>>, fence: Arc<Fence>) {
+    let SlotEvents {
+        slot,
+        mut received,
+        applied,
+    } = events;
     while let Some(event) = received.recv().await {
         let generation = match &event {
             WorkerEvent::Cache(event) => Some(event.generation),
@@ -375,9 +369,17 @@ async fn keep_current(
         if let Some(assets) = &assets {
             assets.apply(event).await;
         }
-        if let Some(generation) = generation {
-            applied.send_modify(|applied| *applied = (*applied).max(generation));
-        }
+        let generation = match generation {
+            Some(generation) => generation,
+            // The index was read again from disk, which holds whatever the last process
+            // wrote: the writes it noted but never reported are covered, and the new
+            // process numbers its events above them.
+            None => match fence.journal() {
+                Some(journal) => journal.noted(None).await.get(slot).copied().unwrap_or(0),
+                None => continue,
+            },
+        };
+        applied.send_modify(|applied| *applied = (*applied).max(generation));
     }
 }
 

@@ -207,11 +207,9 @@ impl NextOptions {
         self
     }
 
-    /// Whether prerendered pages are answered natively: production, switched on, and one
-    /// worker. With several workers a page revalidated in one is not yet known to the
-    /// native responders in time, so pages go to Node.js (files are native either way).
+    /// Whether prerendered pages are answered natively: production and switched on.
     pub(crate) fn native_pages(&self) -> bool {
-        self.serve_natively && !self.dev && self.worker_count() == 1
+        self.serve_natively && !self.dev
     }
 
     /// The number of workers this configuration runs: 1 in development.
@@ -232,10 +230,10 @@ impl NextOptions {
     /// Answer what needs no JavaScript in Rust: `/_next/static` and `public/` files, and
     /// prerendered pages as Next's cache holds them, with the status, headers and bytes
     /// `next start` would send. Default `true` (production only); `false` sends every
-    /// request to Node.js. `/_next/static` and `public/` files are native with any number
-    /// of workers; prerendered pages only with one ([`NextOptions::workers`]`(1)`): the
-    /// native responders learn of revalidations from that worker's cache events, which are
-    /// not yet coherent across several workers.
+    /// request to Node.js. The native responders learn of every page Next writes and every
+    /// revalidation from the workers' cache events; a worker's response waits until the
+    /// events it may show (its own, and with a pool those the others noted in the shared
+    /// cache's journal) are applied, so no native answer after it is older.
     pub fn serve_natively(mut self, on: bool) -> Self {
         self.serve_natively = on;
         self

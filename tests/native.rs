@@ -22,10 +22,18 @@ use tower_next::{Next, NextLayer, NextOptions};
 
 const NATIVE: &str = "x-tower-next-native";
 
-/// The fixture as a fallback service, with native answers marked.
+/// Tests that make Next write pages take turns: they share the fixture's build folder, and
+/// another server's writes would show up in this one's cache unannounced.
+static WRITERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The fixture as a fallback service with one worker, with native answers marked.
 async fn start(options: NextOptions) -> (Next, SocketAddr) {
-    // Native pages need one worker (see `NextOptions::serve_natively`).
-    let options = options.workers(1);
+    start_with(options, 1).await
+}
+
+/// The same with `workers` workers.
+async fn start_with(options: NextOptions, workers: usize) -> (Next, SocketAddr) {
+    let options = options.workers(workers);
     support::init_tracing();
     let next = Next::prepare(options.mark_native_responses(true))
         .await
@@ -302,7 +310,17 @@ async fn native_answer(addr: SocketAddr, path: &str) -> Answer {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn revalidate_path_is_followed_by_the_new_page() {
-    let (next, addr) = start(support::options()).await;
+    revalidate_path(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revalidate_path_is_followed_by_the_new_page_with_two_workers() {
+    revalidate_path(2).await;
+}
+
+async fn revalidate_path(workers: usize) {
+    let _turn = WRITERS.lock().await;
+    let (next, addr) = start_with(support::options(), workers).await;
     let before = native_answer(addr, "/stamp").await;
     let revalidated = send(
         reqwest::Method::POST,
@@ -331,7 +349,17 @@ async fn revalidate_path_is_followed_by_the_new_page() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn revalidate_tag_is_followed_by_the_new_page() {
-    let (next, addr) = start(support::options()).await;
+    revalidate_tag(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revalidate_tag_is_followed_by_the_new_page_with_two_workers() {
+    revalidate_tag(2).await;
+}
+
+async fn revalidate_tag(workers: usize) {
+    let _turn = WRITERS.lock().await;
+    let (next, addr) = start_with(support::options(), workers).await;
     let before = native_answer(addr, "/stamp-tag").await;
     let rsc_before = get(addr, "/stamp-tag", &[("rsc", "1")]).await;
     assert_eq!(rsc_before.native(), Some("page"));
@@ -364,7 +392,17 @@ async fn revalidate_tag_is_followed_by_the_new_page() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn on_demand_revalidation_of_a_pages_router_page() {
-    let (next, addr) = start(support::options()).await;
+    on_demand_revalidation(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_demand_revalidation_of_a_pages_router_page_with_two_workers() {
+    on_demand_revalidation(2).await;
+}
+
+async fn on_demand_revalidation(workers: usize) {
+    let _turn = WRITERS.lock().await;
+    let (next, addr) = start_with(support::options(), workers).await;
     let build_id = next.build_id().to_owned();
     let data_path = format!("/_next/data/{build_id}/ssg-stamp.json");
     let before = native_answer(addr, "/ssg-stamp").await;
@@ -394,7 +432,17 @@ async fn on_demand_revalidation_of_a_pages_router_page() {
 /// served. Rust must never answer a page that Next has already answered as stale.
 #[tokio::test(flavor = "multi_thread")]
 async fn isr_page_past_its_time_is_stale_once_then_new() {
-    let (next, addr) = start(support::options()).await;
+    isr_past_its_time(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn isr_page_past_its_time_is_stale_once_then_new_with_two_workers() {
+    isr_past_its_time(2).await;
+}
+
+async fn isr_past_its_time(workers: usize) {
+    let _turn = WRITERS.lock().await;
+    let (next, addr) = start_with(support::options(), workers).await;
     let started = Instant::now();
     let mut native_first: Option<u64> = None;
     let mut stale: Option<u64> = None;

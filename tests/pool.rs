@@ -14,6 +14,9 @@ use tower_next::{Next, NextLayer, NextOptions, WorkerHealth};
 
 async fn start(options: NextOptions) -> (Next, SocketAddr) {
     support::init_tracing();
+    // These tests follow requests to the workers and Next's own cache: no native answers
+    // (tests/native.rs has those with a pool).
+    let options = options.serve_natively(false);
     let next = Next::prepare(options).await.expect("prepare the fixture");
     let addr = support::serve(Router::new().layer(NextLayer::new(next.clone()))).await;
     (next, addr)

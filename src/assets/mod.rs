@@ -132,6 +132,9 @@ pub(crate) struct Assets {
     settings: Settings,
     files: FileIndex,
     pages: ArcSwap<PageIndex>,
+    /// Held while an event is applied: the workers of a pool report side by side, and each
+    /// change is made to a copy of the index that replaces it.
+    applying: tokio::sync::Mutex<()>,
     rules: HeaderRules,
     routes: Arc<RouteTable>,
     dist_dir: std::path::PathBuf,
@@ -213,6 +216,7 @@ impl Assets {
             settings,
             files,
             pages: ArcSwap::from_pointee(page_index),
+            applying: tokio::sync::Mutex::new(()),
             rules,
             routes,
             dist_dir,
@@ -232,6 +236,7 @@ impl Assets {
         if !self.settings.pages {
             return;
         }
+        let _applying = self.applying.lock().await;
         let updated = match event {
             WorkerEvent::Cache(event) => {
                 let mut index = PageIndex::clone(&self.pages.load());
@@ -243,7 +248,9 @@ impl Assets {
                 };
                 match event.change {
                     CacheChange::Set(entry) => index.apply_set(entry, &cx),
-                    CacheChange::RevalidateTag { tags } => index.apply_revalidate_tags(&tags),
+                    CacheChange::RevalidateTag { tags, at } => {
+                        index.apply_revalidate_tags(&tags, at)
+                    }
                 }
                 index
             }

@@ -105,6 +105,13 @@ pub(crate) struct PageIndex {
     slots: HashMap<String, Slot>,
     /// The page path of each `/_next/data/<build>/<page>.json` path.
     data: HashMap<String, String>,
+    /// When the write applied last to each path began (ms since the epoch). Workers of a
+    /// pool report on separate channels: a write that began earlier and is reported later
+    /// is older than what the index holds.
+    written: HashMap<String, u64>,
+    /// When each tag was last revalidated (ms since the epoch): an entry with the tag
+    /// written before is stale, however late its report arrives.
+    revalidated: HashMap<String, u64>,
 }
 
 /// What part of a page a request asks for.
@@ -227,7 +234,21 @@ impl PageIndex {
     /// Applies a write to Next's response cache.
     pub(crate) fn apply_set(&mut self, entry: CachedEntry, cx: &Context<'_>) {
         let path = entry.pathname.clone();
-        let slot = self.slot_for(entry, cx);
+        let at = entry.at;
+        if self.written.get(&path).is_some_and(|&newer| newer > at) {
+            tracing::debug!(%path, "an older write of the page reported late; ignored");
+            return;
+        }
+        self.written.insert(path.clone(), at);
+        let mut slot = self.slot_for(entry, cx);
+        if let Slot::Native(page) = &slot
+            && page
+                .tags
+                .iter()
+                .any(|tag| self.revalidated.get(tag).is_some_and(|&time| time >= at))
+        {
+            slot = Slot::Node;
+        }
         if let Slot::Native(page) = &slot {
             tracing::debug!(path = %page.path, "page replaced by Next.js");
         } else {
@@ -278,7 +299,11 @@ impl PageIndex {
 
     /// Applies `revalidateTag(tags)`: the pages carrying one of them are Node's until
     /// Next.js writes them again.
-    pub(crate) fn apply_revalidate_tags(&mut self, tags: &[String]) {
+    pub(crate) fn apply_revalidate_tags(&mut self, tags: &[String], at: u64) {
+        for tag in tags {
+            let time = self.revalidated.entry(tag.clone()).or_default();
+            *time = (*time).max(at);
+        }
         for slot in self.slots.values_mut() {
             if let Slot::Native(page) = slot
                 && page.tags.iter().any(|tag| tags.contains(tag))

@@ -12,6 +12,8 @@ pub(crate) const NOT_FOUND: HeaderName = HeaderName::from_static("x-tower-next-n
 pub(crate) const CONTROL: HeaderName = HeaderName::from_static("x-tower-next-control");
 /// On worker responses: the last cache event the worker had sent when it sent the headers.
 pub(crate) const GENERATION: HeaderName = HeaderName::from_static("x-tower-next-generation");
+/// On worker responses of a pool: the length of the pool's cache journal then.
+pub(crate) const JOURNAL: HeaderName = HeaderName::from_static("x-tower-next-journal");
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -106,11 +108,17 @@ pub(crate) fn to_worker(headers: &mut HeaderMap, authority: Option<&str>, origin
 }
 
 /// Drops the worker's connection-level headers from its response, and takes out the
-/// cache generation it reports (see [`GENERATION`]).
-pub(crate) fn from_worker(headers: &mut HeaderMap) -> Option<u64> {
+/// cache marks it reports (see [`GENERATION`] and [`JOURNAL`]).
+pub(crate) fn from_worker(headers: &mut HeaderMap) -> super::fence::Marks {
     remove_hop_by_hop(headers);
-    let generation = headers.remove(GENERATION)?;
-    generation.to_str().ok()?.parse().ok()
+    let mut number = |name| {
+        let value = headers.remove(name)?;
+        value.to_str().ok()?.parse().ok()
+    };
+    super::fence::Marks {
+        generation: number(GENERATION),
+        journal: number(JOURNAL),
+    }
 }
 
 /// A rendered page is served at the request's path, not its own: a redirect to the page

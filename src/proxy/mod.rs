@@ -1,17 +1,18 @@
 //! Forwarding a request to a worker over its Unix socket, streaming both ways.
 
 mod connector;
+mod fence;
 pub(crate) mod headers;
 mod replay;
 mod upgrade;
 
+pub(crate) use fence::{Fence, Journal};
 pub(crate) use upgrade::ClientUpgrade;
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-use tokio::sync::watch;
 
 use crate::body::{Body, plain_response};
 use connector::UnixConnector;
@@ -34,14 +35,12 @@ pub(crate) enum Dispatch {
     NotFound,
 }
 
-/// How long a worker's response may wait for the cache events sent before it.
-const EVENT_WAIT: Duration = Duration::from_secs(2);
-
 /// The HTTP client to one worker.
 pub(crate) struct Proxy {
     client: Client<UnixConnector, Body>,
-    /// The generation of the last cache event applied to the native responders.
-    applied: watch::Receiver<u64>,
+    /// The worker's slot in its generation, and the generation's cache fence.
+    slot: usize,
+    fence: Arc<Fence>,
 }
 
 /// What became of a request sent to a worker.
@@ -55,13 +54,17 @@ pub(crate) enum Sent {
 }
 
 impl Proxy {
-    pub(crate) fn new(socket: &Path, applied: watch::Receiver<u64>) -> Self {
+    pub(crate) fn new(socket: &Path, slot: usize, fence: Arc<Fence>) -> Self {
         let client = Client::builder(TokioExecutor::new())
             // Shorter than the bridge's keep-alive, so a pooled connection is never
             // picked just as Node closes it.
             .pool_idle_timeout(Duration::from_secs(30))
             .build(UnixConnector::new(socket));
-        Proxy { client, applied }
+        Proxy {
+            client,
+            slot,
+            fence,
+        }
     }
 
     /// Sends a request made by [`prepare`] to the worker, streaming both ways.
@@ -80,12 +83,13 @@ impl Proxy {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 let switching = upgrade::switching_headers(&parts);
-                let generation = headers::from_worker(&mut parts.headers);
+                let marks = headers::from_worker(&mut parts.headers);
                 if parts.status == StatusCode::SWITCHING_PROTOCOLS {
                     parts.headers.extend(switching);
                 }
-                if let Some(generation) = generation {
-                    self.catch_up(generation).await;
+                if marks != fence::Marks::default() {
+                    // No native answer after this one may be older than what it shows.
+                    self.fence.wait(self.slot, marks).await;
                 }
                 Sent::Response(Response::from_parts(parts, Body::new(body)))
             }
@@ -106,20 +110,6 @@ impl Proxy {
 }
 
 impl Proxy {
-    /// Waits until the cache events the worker sent before this response are applied, so
-    /// that no native answer after it is older than what the worker knows (a request that
-    /// revalidated a page is followed by the new page).
-    async fn catch_up(&self, generation: u64) {
-        if *self.applied.borrow() >= generation {
-            return;
-        }
-        let mut applied = self.applied.clone();
-        let caught_up =
-            tokio::time::timeout(EVENT_WAIT, applied.wait_for(|g| *g >= generation)).await;
-        if !matches!(caught_up, Ok(Ok(_))) {
-            tracing::warn!(generation, "cache events of the worker not applied in time");
-        }
-    }
     /// Asks the bridge itself (not Next) for something it knows, e.g. `middleware-matchers`.
     pub(crate) async fn control(&self, name: &'static str) -> Result<bytes::Bytes, String> {
         use http_body_util::BodyExt;

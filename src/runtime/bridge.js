@@ -26,9 +26,52 @@ function announce(message) {
 // headers, and the host applies events up to it before passing the response on.
 let generation = Number(options.generationBase) || 0;
 
+// With a pool, a worker may answer from an entry another worker wrote to the shared
+// cache. Before it writes, a worker notes `<slot> <generation>` of the event that will
+// report the write in the pool's journal; every response carries the journal's length,
+// and the host applies every event noted in it before passing the response on.
+const JOURNAL_HEADER = HEADER_PREFIX + 'journal';
+const journal = options.journal || null;
+if (journal) {
+  // A restarted worker continues above whatever its slot noted before (a write the last
+  // process noted but never reported).
+  try {
+    for (const line of fs.readFileSync(journal, 'utf8').split('\n')) {
+      const [slot, noted] = line.split(' ').map(Number);
+      if (slot === options.slot && noted > generation) generation = noted;
+    }
+  } catch {}
+}
+
 function emit(event) {
   generation += 1;
   announce({ type: 'cache', generation, ...event });
+}
+
+// Cache changes are reported one at a time, in the order they happen: the host takes a
+// worker's generation as "everything up to here".
+let reporting = Promise.resolve();
+function inOrder(task) {
+  const run = reporting.then(task);
+  reporting = run.catch(() => {});
+  return run;
+}
+
+async function reportWrite(describe, write) {
+  return inOrder(async () => {
+    if (journal) fs.appendFileSync(journal, `${options.slot} ${generation + 1}\n`);
+    const at = Date.now();
+    let result;
+    try {
+      result = await write();
+    } catch (err) {
+      // Next may still answer from an older entry: the host leaves the page to Node.
+      emit({ event: 'set', ...describe(at), kind: null });
+      throw err;
+    }
+    emit({ event: 'set', ...describe(at) });
+    return result;
+  });
 }
 
 // Next.js writes and invalidates its response cache through a cache handler: the one
@@ -46,15 +89,14 @@ const Handler = Base.default || Base;
 const hook = () => globalThis[Symbol.for('tower-next.cache-events')];
 module.exports = class TowerNextCacheHandler extends Handler {
   async set(key, data, ctx) {
-    const at = Date.now();
-    const result = await super.set(key, data, ctx);
-    if (hook()) hook().set(key, data, ctx || {}, at);
-    return result;
+    const report = hook();
+    if (!report) return super.set(key, data, ctx);
+    return report.set(key, data, ctx || {}, () => super.set(key, data, ctx));
   }
   async revalidateTag(...args) {
-    const result = await super.revalidateTag(...args);
-    if (hook()) hook().revalidateTag(args[0]);
-    return result;
+    const report = hook();
+    if (!report) return super.revalidateTag(...args);
+    return report.revalidateTag(args[0], () => super.revalidateTag(...args));
   }
 };
 `;
@@ -73,7 +115,9 @@ function installCacheEvents(config, nextDir) {
   const base = configured
     ? path.resolve(options.dir, configured)
     : path.join(nextDir, 'dist/server/lib/incremental-cache/file-system-cache.js');
-  const file = path.join(options.privateDir, 'cache-handler.cjs');
+  // One per process: the pool's shared handler lives in the same folder, and the
+  // workers start side by side.
+  const file = path.join(options.privateDir, `cache-events-${process.pid}.cjs`);
   let Handler;
   try {
     // Next's server modules expect the environment its server sets up before they load.
@@ -86,12 +130,19 @@ function installCacheEvents(config, nextDir) {
     return false;
   }
   globalThis[CACHE_HOOK] = {
-    set(key, data, ctx, at) {
-      if (ctx.fetchCache || typeof key !== 'string' || (data && (data.kind === 'FETCH' || data.kind === 'IMAGE'))) return;
-      emit({ event: 'set', pathname: pathnameOf(key), at, ...describeEntry(data, ctx) });
+    set(key, data, ctx, write) {
+      if (ctx.fetchCache || typeof key !== 'string' || (data && (data.kind === 'FETCH' || data.kind === 'IMAGE'))) {
+        return write();
+      }
+      return reportWrite((at) => ({ pathname: pathnameOf(key), at, ...describeEntry(data, ctx) }), write);
     },
-    revalidateTag(tags) {
-      emit({ event: 'revalidate-tag', tags: [].concat(tags).filter((t) => typeof t === 'string') });
+    revalidateTag(tags, revalidate) {
+      return inOrder(async () => {
+        const at = Date.now();
+        const result = await revalidate();
+        emit({ event: 'revalidate-tag', at, tags: [].concat(tags).filter((t) => typeof t === 'string') });
+        return result;
+      });
     },
   };
   if (configured) {
@@ -133,6 +184,14 @@ function describeEntry(data, ctx) {
     entry.pageData = data.pageData !== undefined ? JSON.stringify(data.pageData) : null;
   }
   return entry;
+}
+
+function journalLength() {
+  try {
+    return fs.statSync(journal).size;
+  } catch {
+    return 0;
+  }
 }
 
 function fail(code, message) {
@@ -366,7 +425,10 @@ async function main() {
     if (cacheEvents) {
       const writeHead = res.writeHead;
       res.writeHead = function () {
-        if (!this.headersSent) this.setHeader(GENERATION_HEADER, String(generation));
+        if (!this.headersSent) {
+          this.setHeader(GENERATION_HEADER, String(generation));
+          if (journal) this.setHeader(JOURNAL_HEADER, String(journalLength()));
+        }
         return writeHead.apply(this, arguments);
       };
     }

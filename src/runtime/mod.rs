@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-pub(crate) use pool::{Generation, WorkerPool};
+pub(crate) use pool::{Generation, SlotEvents, WorkerPool};
 pub use pool::{PoolStatus, WorkerHealth, WorkerStatus};
 pub(crate) use worker::WorkerEvent;
 
@@ -86,7 +86,12 @@ pub(crate) enum CacheChange {
     /// `IncrementalCache#set`: a page was (re)generated, or its entry removed.
     Set(CachedEntry),
     /// `revalidateTag` (and so `revalidatePath`): entries with these tags are stale.
-    RevalidateTag { tags: Vec<String> },
+    RevalidateTag {
+        tags: Vec<String>,
+        /// When it began (ms since the epoch): an entry written before is stale.
+        #[serde(default)]
+        at: u64,
+    },
 }
 
 /// A response-cache entry as the worker reports it.

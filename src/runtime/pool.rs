@@ -31,7 +31,7 @@ use super::{
 use crate::{
     Error, NextOptions,
     body::{Body, BoxError, plain_response},
-    proxy::{Proxy, Sent},
+    proxy::{Fence, Journal, Proxy, Sent},
 };
 
 /// How long a worker that refused a connection gets no requests, unless it is restarted
@@ -96,6 +96,16 @@ pub(crate) struct Generation<A> {
     id: u64,
     slots: Vec<Arc<Slot>>,
     tags_log: Option<PathBuf>,
+    /// Where responses wait for the cache events they may show.
+    fence: Arc<Fence>,
+}
+
+/// One worker's cache events, for whoever keeps the native responders current.
+pub(crate) struct SlotEvents {
+    pub(crate) slot: usize,
+    pub(crate) received: mpsc::UnboundedReceiver<WorkerEvent>,
+    /// Where to publish the generation of the last event applied.
+    pub(crate) applied: watch::Sender<u64>,
 }
 
 /// One worker with its HTTP client and its load.
@@ -215,6 +225,7 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
             id: current.id,
             slots: current.slots.clone(),
             tags_log: current.tags_log.clone(),
+            fence: current.fence.clone(),
         };
         self.shared.current.store(Arc::new(next));
         Ok(())
@@ -539,17 +550,29 @@ impl<A> Generation<A> {
             id: self.id,
             slots: self.slots,
             tags_log: self.tags_log,
+            fence: self.fence,
         })
     }
 
     /// Takes the cache-event streams of this generation's workers (once).
-    pub(crate) fn take_events(
-        &self,
-    ) -> Vec<(mpsc::UnboundedReceiver<WorkerEvent>, watch::Sender<u64>)> {
+    pub(crate) fn take_events(&self) -> Vec<SlotEvents> {
         self.slots
             .iter()
-            .filter_map(|slot| slot.events.lock().expect("events lock").take())
+            .enumerate()
+            .filter_map(|(slot, s)| {
+                let (received, applied) = s.events.lock().expect("events lock").take()?;
+                Some(SlotEvents {
+                    slot,
+                    received,
+                    applied,
+                })
+            })
             .collect()
+    }
+
+    /// The fence of this generation's responses (its journal, with a pool).
+    pub(crate) fn fence(&self) -> &Arc<Fence> {
+        &self.fence
     }
 
     /// The pid of the first worker that has one (for the single-worker API).
@@ -600,7 +623,7 @@ impl Blueprint {
         let count = self.options.worker_count();
         // Several workers share Next's cache through the build folder (README: the pool).
         let tags_log = (count > 1).then(|| self.private_dir.join(format!("tags-{id}.log")));
-        let bridge_extra = match &tags_log {
+        let mut bridge_extra = match &tags_log {
             Some(log) => {
                 std::fs::write(log, "")?;
                 serde_json::json!({
@@ -609,9 +632,21 @@ impl Blueprint {
             }
             None => serde_json::json!({}),
         };
+        // A worker may answer from what another wrote: responses wait for the events noted
+        // in the journal (see `proxy::Fence`).
+        let journal = if count > 1 && self.options.native_pages() {
+            let journal =
+                Journal::create(&self.private_dir.join(format!("journal-{id}.log")), count)?;
+            bridge_extra["journal"] = serde_json::json!(journal.path());
+            Some(journal)
+        } else {
+            None
+        };
         // Each worker reports its cache events on its own channel (see `Slot::events`).
         let channels: Vec<_> = (0..count).map(|_| Events::new()).collect();
         let launches = channels.iter().enumerate().map(|(index, (events, _))| {
+            let mut bridge_extra = bridge_extra.clone();
+            bridge_extra["slot"] = serde_json::json!(index);
             Worker::start(Launch {
                 options: self.options.clone(),
                 dir: dir.to_owned(),
@@ -619,7 +654,7 @@ impl Blueprint {
                 script: self.script.clone(),
                 socket: self.private_dir.join(format!("worker-{id}.{index}.sock")),
                 name: format!("worker-{id}.{index}").into(),
-                bridge_extra: bridge_extra.clone(),
+                bridge_extra,
                 crash_report: self.crash_report.clone(),
                 events: events.clone(),
             })
@@ -639,13 +674,16 @@ impl Blueprint {
             return Err(err);
         }
         let info = started[0].1.clone();
+        let (applied, applied_rx): (Vec<_>, Vec<_>) = (0..count).map(|_| watch::channel(0)).unzip();
+        let fence = Arc::new(Fence::new(applied_rx, journal));
         let slots = started
             .into_iter()
             .zip(channels)
-            .map(|((worker, _), (_, received))| {
-                let (applied, applied_rx) = watch::channel(0);
+            .zip(applied)
+            .enumerate()
+            .map(|(index, (((worker, _), (_, received)), applied))| {
                 let slot = Arc::new(Slot {
-                    proxy: Proxy::new(worker.socket(), applied_rx),
+                    proxy: Proxy::new(worker.socket(), index, fence.clone()),
                     events: Mutex::new(Some((received, applied))),
                     worker,
                     in_flight: AtomicUsize::new(0),
@@ -664,6 +702,7 @@ impl Blueprint {
             id,
             slots,
             tags_log,
+            fence,
         })
     }
 }
@@ -739,6 +778,9 @@ async fn stop<A>(generation: &Generation<A>) {
     futures::future::join_all(generation.slots.iter().map(|slot| slot.worker.stop())).await;
     if let Some(log) = &generation.tags_log {
         let _ = std::fs::remove_file(log);
+    }
+    if let Some(journal) = generation.fence.journal() {
+        let _ = std::fs::remove_file(journal.path());
     }
 }
 

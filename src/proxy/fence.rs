@@ -1,0 +1,199 @@
+//! The cache fence: before a worker's response goes out, the native responders must know
+//! every change to Next's response cache that the response may show, so that no native
+//! answer after it is older.
+//!
+//! Each worker numbers its cache events (its generation) and sends the number of the last
+//! one with every response. With a pool, a worker also answers from entries the others
+//! wrote to the shared cache: before a write, the writer notes `<slot> <generation>` in
+//! the pool's journal, and every response carries the journal's length. Whatever a
+//! response shows was noted within that length, so waiting for the noted events of every
+//! worker is enough.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncSeekExt},
+    sync::{Mutex, watch},
+};
+
+/// How long a worker's response may wait for the cache events it may show.
+const EVENT_WAIT: Duration = Duration::from_secs(2);
+
+/// What a worker's response says about the cache events before it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Marks {
+    /// The worker's last cache event when it sent the headers.
+    pub generation: Option<u64>,
+    /// The journal's length when it sent the headers (pools only).
+    pub journal: Option<u64>,
+}
+
+/// The applied cache events of one generation's workers, and its journal.
+pub(crate) struct Fence {
+    /// Per worker slot: the generation of the last event applied to the native responders.
+    applied: Vec<watch::Receiver<u64>>,
+    journal: Option<Journal>,
+}
+
+impl Fence {
+    pub(crate) fn new(applied: Vec<watch::Receiver<u64>>, journal: Option<Journal>) -> Fence {
+        Fence { applied, journal }
+    }
+
+    pub(crate) fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
+    /// Waits until the events a response of worker `slot` may show are applied: its own
+    /// up to `marks.generation`, and every worker's noted in the journal up to
+    /// `marks.journal`. Gives up after [`EVENT_WAIT`] (a warning): a lost event must not
+    /// hold responses forever.
+    pub(crate) async fn wait(&self, slot: usize, marks: Marks) {
+        let mut wanted: Vec<(usize, u64)> = Vec::new();
+        if let Some(generation) = marks.generation {
+            wanted.push((slot, generation));
+        }
+        if let (Some(length), Some(journal)) = (marks.journal, &self.journal) {
+            wanted.extend(journal.noted(Some(length)).await.into_iter().enumerate());
+        }
+        let deadline = tokio::time::Instant::now() + EVENT_WAIT;
+        for (slot, generation) in wanted {
+            let Some(applied) = self.applied.get(slot) else {
+                continue;
+            };
+            if *applied.borrow() >= generation {
+                continue;
+            }
+            let mut applied = applied.clone();
+            let caught_up =
+                tokio::time::timeout_at(deadline, applied.wait_for(|g| *g >= generation)).await;
+            if !matches!(caught_up, Ok(Ok(_))) {
+                tracing::warn!(
+                    slot,
+                    generation,
+                    "cache events of the worker not applied in time"
+                );
+            }
+        }
+    }
+}
+
+/// The pool's journal file, read as far as responses need.
+pub(crate) struct Journal {
+    path: PathBuf,
+    read: Mutex<JournalRead>,
+}
+
+#[derive(Default)]
+struct JournalRead {
+    /// Bytes read, up to the end of the last whole line.
+    offset: u64,
+    /// Per slot, the highest generation noted in what was read.
+    noted: Vec<u64>,
+}
+
+impl Journal {
+    /// Creates the (empty) journal of `slots` workers.
+    pub(crate) fn create(path: &Path, slots: usize) -> std::io::Result<Journal> {
+        std::fs::write(path, "")?;
+        Ok(Journal {
+            path: path.to_owned(),
+            read: Mutex::new(JournalRead {
+                offset: 0,
+                noted: vec![0; slots],
+            }),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Per slot, the highest generation noted in the journal's first `length` bytes (or
+    /// more), or in the whole journal with `None`. The file is read only when it grew.
+    pub(crate) async fn noted(&self, length: Option<u64>) -> Vec<u64> {
+        let mut read = self.read.lock().await;
+        if length.is_none_or(|length| length > read.offset)
+            && let Err(err) = read.catch_up(&self.path).await
+        {
+            tracing::warn!(error = %err, journal = %self.path.display(), "could not read the cache journal");
+        }
+        read.noted.clone()
+    }
+}
+
+impl JournalRead {
+    async fn catch_up(&mut self, path: &Path) -> std::io::Result<()> {
+        let mut file = tokio::fs::File::open(path).await?;
+        file.seek(std::io::SeekFrom::Start(self.offset)).await?;
+        let mut text = Vec::new();
+        file.read_to_end(&mut text).await?;
+        // Only whole lines: a worker may be writing the last one.
+        let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        for line in text[..whole].split(|&b| b == b'\n') {
+            let line = std::str::from_utf8(line).unwrap_or("");
+            let mut numbers = line.split(' ').map(str::parse::<u64>);
+            if let (Some(Ok(slot)), Some(Ok(generation))) = (numbers.next(), numbers.next())
+                && let Some(noted) = self.noted.get_mut(slot as usize)
+            {
+                *noted = (*noted).max(generation);
+            }
+        }
+        self.offset += whole as u64;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_whole_lines_and_keeps_the_highest_generation_per_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let journal = Journal::create(&path, 2).unwrap();
+        assert_eq!(journal.noted(Some(0)).await, vec![0, 0]);
+        std::fs::write(&path, "0 1\n1 4\n0 2\n1 3\n0 9").unwrap();
+        // The unfinished last line is not taken.
+        assert_eq!(journal.noted(None).await, vec![2, 4]);
+        std::fs::write(&path, "0 1\n1 4\n0 2\n1 3\n0 9\n7 1\n").unwrap();
+        // A slot the pool does not have is ignored.
+        assert_eq!(journal.noted(Some(22)).await, vec![9, 4]);
+    }
+
+    #[tokio::test]
+    async fn waits_for_the_events_noted_by_other_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let journal = Journal::create(&path, 2).unwrap();
+        let (own, own_rx) = watch::channel(3);
+        let (other, other_rx) = watch::channel(0);
+        let fence = std::sync::Arc::new(Fence::new(vec![own_rx, other_rx], Some(journal)));
+        std::fs::write(&path, "1 1\n").unwrap();
+        let waiting = tokio::spawn({
+            let fence = fence.clone();
+            async move {
+                let marks = Marks {
+                    generation: Some(3),
+                    journal: Some(4),
+                };
+                fence.wait(0, marks).await;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "passed before the other worker's event"
+        );
+        other.send(1).unwrap();
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("the fence opens once the event is applied")
+            .unwrap();
+        drop(own);
+    }
+}
