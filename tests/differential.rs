@@ -6,7 +6,10 @@
 //! requests, each with `Host: localhost:3000`, in these variants:
 //!
 //! - `GET`;
-//! - `GET` with `RSC: 1` (App Router pages and the rules that lead to them);
+//! - `GET` with `RSC: 1` (App Router pages and the rules that lead to them), and the
+//!   client router's navigation and prefetch requests (`Next-Router-State-Tree`,
+//!   `Next-Router-Prefetch`, and the `_rsc` hash Next 16 checks, computed by the fixture's
+//!   own Next.js);
 //! - `HEAD`;
 //! - `GET` with `If-None-Match: <ETag of that server's GET>` where the GETs had an ETag;
 //! - `GET` with `If-Modified-Since: <Last-Modified of that server's GET>` where they had one;
@@ -162,6 +165,14 @@ impl Route {
         }
     }
 
+    /// Native only on these major versions of Next.js.
+    fn native_on(self, majors: &[u32]) -> Route {
+        Route {
+            native: majors.contains(&support::next_major()),
+            ..self
+        }
+    }
+
     /// An App Router page (or a rule leading to one): also asked with `RSC: 1`.
     fn app(path: impl Into<String>, html: Stability, rsc: Stability) -> Route {
         Route {
@@ -177,7 +188,7 @@ impl Route {
     /// How stable the route's answer to `variant` is.
     fn stability(&self, variant: Variant) -> Stability {
         match (variant, self.rsc) {
-            (Variant::Rsc, Some(rsc)) => rsc,
+            (Variant::Rsc | Variant::RscNavigation | Variant::RscPrefetch, Some(rsc)) => rsc,
             _ => self.stability,
         }
     }
@@ -187,6 +198,8 @@ impl Route {
 enum Variant {
     Get,
     Rsc,
+    RscNavigation,
+    RscPrefetch,
     Head,
     Conditional,
     Modified,
@@ -199,6 +212,8 @@ impl Variant {
         match self {
             Variant::Get => "GET",
             Variant::Rsc => "GET RSC: 1",
+            Variant::RscNavigation => "GET RSC navigation",
+            Variant::RscPrefetch => "GET RSC prefetch",
             Variant::Head => "HEAD",
             Variant::Conditional => "GET If-None-Match",
             Variant::Modified => "GET If-Modified-Since",
@@ -221,8 +236,10 @@ fn routes(build_id: &str, assets: &[String]) -> Vec<Route> {
         Route::app("/streaming", PerRequest, PerRequest),
         Route::app("/blog/hello", Stable, Stable).native(),
         Route::app("/blog/world", Stable, Stable).native(),
-        // Rendered on first request, then cached: native once the worker reported it.
-        Route::app("/blog/other", Stable, Stable).native(),
+        // Rendered on first request, then cached: native once the worker reported it. Next
+        // 16 answers from the entry an earlier process wrote without writing it again, and
+        // the index reads only prerendered entries at start: there it stays Node's.
+        Route::app("/blog/other", Stable, Stable).native_on(&[15]),
         Route::app("/pricing", Stable, Stable).native(),
         Route::app("/action", Stable, Stable).native(),
         // Rendered per request, but their HTML holds nothing that changes.
@@ -350,6 +367,64 @@ struct Servers {
     reference: SocketAddr,
     layer: SocketAddr,
     service: SocketAddr,
+    /// The RSC requests of the client router, asked of App Router pages.
+    router: Vec<RouterRequest>,
+}
+
+/// An RSC request as Next's client router sends it: its router headers, and the `_rsc`
+/// query value of those headers, computed by the fixture's own Next.js.
+struct RouterRequest {
+    variant: Variant,
+    headers: Vec<(&'static str, &'static str)>,
+    rsc: String,
+}
+
+impl RouterRequest {
+    /// The navigation and the prefetch of a page (a `Next-Router-State-Tree` of the home
+    /// page, as the browser sends it from there).
+    fn all(dir: &std::path::Path) -> Vec<RouterRequest> {
+        const TREE: &str = "%5B%22%22%2C%7B%22children%22%3A%5B%22__PAGE__%22%2C%7B%7D%2Cnull%2Cnull%5D%7D%2Cnull%2Cnull%2Ctrue%5D";
+        let script = format!(
+            "const m = require(require.resolve('next/dist/shared/lib/router/utils/cache-busting-search-param.js', {{ paths: [process.cwd()] }}));
+             Promise.all([m.computeCacheBustingSearchParam(undefined, undefined, '{TREE}', undefined),
+                          m.computeCacheBustingSearchParam('1', undefined, '{TREE}', undefined)])
+               .then((hashes) => console.log(hashes.join(' ')));"
+        );
+        let output = std::process::Command::new("node")
+            .args(["-e", &script])
+            .current_dir(dir)
+            .output()
+            .expect("node runs");
+        assert!(
+            output.status.success(),
+            "Next's cache-busting hash: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8(output.stdout).unwrap();
+        let mut hashes = text.split_whitespace().map(str::to_owned);
+        vec![
+            RouterRequest {
+                variant: Variant::RscNavigation,
+                headers: vec![("rsc", "1"), ("next-router-state-tree", TREE)],
+                rsc: hashes.next().expect("the navigation hash"),
+            },
+            RouterRequest {
+                variant: Variant::RscPrefetch,
+                headers: vec![
+                    ("rsc", "1"),
+                    ("next-router-prefetch", "1"),
+                    ("next-router-state-tree", TREE),
+                ],
+                rsc: hashes.next().expect("the prefetch hash"),
+            },
+        ]
+    }
+
+    /// `path` with this request's `_rsc`.
+    fn path(&self, path: &str) -> String {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        format!("{path}{separator}_rsc={}", self.rsc)
+    }
 }
 
 impl Servers {
@@ -545,6 +620,7 @@ async fn differential(scope: Scope) {
         reference: reference.addr,
         layer,
         service,
+        router: RouterRequest::all(&dir),
     };
     support::progress(&format!(
         "next start on {}, tower-next layer on {layer}, service on {service} ({:.1?})",
@@ -659,6 +735,18 @@ async fn warm(servers: &Servers, route: &Route) {
         let _ = servers
             .both(route.via, Method::GET, &route.path, &rsc_gzip, &rsc_gzip)
             .await;
+        for router in &servers.router {
+            let path = router.path(&route.path);
+            let _ = servers
+                .both(
+                    route.via,
+                    Method::GET,
+                    &path,
+                    &router.headers,
+                    &router.headers,
+                )
+                .await;
+        }
     }
 }
 
@@ -683,6 +771,19 @@ async fn compare_route(servers: &Servers, route: &Route, report: &mut Report) {
             .both(route.via, Method::GET, &route.path, &rsc, &rsc)
             .await;
         compare(route, Variant::Rsc, (reference, ours), None, report);
+        for router in &servers.router {
+            let path = router.path(&route.path);
+            let (reference, ours) = servers
+                .both(
+                    route.via,
+                    Method::GET,
+                    &path,
+                    &router.headers,
+                    &router.headers,
+                )
+                .await;
+            compare(route, router.variant, (reference, ours), None, report);
+        }
     }
 
     let (reference, ours) = servers
@@ -774,13 +875,13 @@ fn compare(
             variant: variant.name(),
             responder: responder.clone(),
         }),
-        // Native answers are verified on Next 15 (`VERIFIED` in src/assets); on other
-        // versions every answer comes from the worker and is compared all the same.
-        None if route.native && support::next_major() == 15 => report.differs(
-            route,
-            variant,
-            "expected a native answer from tower-next, the worker answered".into(),
-        ),
+        // From Next 16 on, Next redirects an RSC request without `_rsc` to one with it.
+        None if route.native && !(variant == Variant::Rsc && support::next_major() >= 16) => report
+            .differs(
+                route,
+                variant,
+                "expected a native answer from tower-next, the worker answered".into(),
+            ),
         None => {}
     }
 

@@ -554,9 +554,10 @@ async fn crash_loop_is_reported_once_answered_503_at_once_and_recovers() {
     })
     .await;
 
-    // Nothing will be ready soon: 503 at once, not after ready_wait.
+    // Nothing will be ready soon: 503 at once, not after ready_wait (for a page that needs
+    // Node; prerendered ones are still answered by Rust).
     let response = client
-        .get(format!("http://{addr}/about"))
+        .get(format!("http://{addr}/dynamic"))
         .send()
         .await
         .expect("a request during a crash loop waited instead of getting 503");

@@ -361,7 +361,8 @@ async fn revalidate_tag(workers: usize) {
     let _turn = WRITERS.lock().await;
     let (next, addr) = start_with(support::options(), workers).await;
     let before = native_answer(addr, "/stamp-tag").await;
-    let rsc_before = get(addr, "/stamp-tag", &[("rsc", "1")]).await;
+    // `_rsc` empty: the hash Next 16 expects of an RSC request without router headers.
+    let rsc_before = get(addr, "/stamp-tag?_rsc=", &[("rsc", "1")]).await;
     assert_eq!(rsc_before.native(), Some("page"));
     let revalidated = send(
         reqwest::Method::POST,
@@ -381,7 +382,7 @@ async fn revalidate_tag(workers: usize) {
     let second = get(addr, "/stamp-tag", &[]).await;
     assert_eq!(second.native(), Some("page"));
     assert_eq!(second.stamp(), first.stamp());
-    let rsc_after = get(addr, "/stamp-tag", &[("rsc", "1")]).await;
+    let rsc_after = get(addr, "/stamp-tag?_rsc=", &[("rsc", "1")]).await;
     assert_eq!(rsc_after.native(), Some("page"));
     assert_ne!(
         rsc_after.body, rsc_before.body,

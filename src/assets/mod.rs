@@ -66,6 +66,9 @@ pub(crate) struct Settings {
     /// Pages may be answered: the worker reports cache changes, and the app has no i18n,
     /// partial prerendering or interception routes.
     pages: bool,
+    /// RSC requests must carry Next's `_rsc` hash of their router headers
+    /// (`experimental.validateRSCRequestHeaders`, on from Next 16).
+    validate_rsc: bool,
     /// Percent-encoded paths may be decoded: no header rule or middleware would see the
     /// encoded form differently.
     decode: bool,
@@ -144,9 +147,8 @@ pub(crate) struct Assets {
 }
 
 /// Next.js versions whose answers were checked against `next start` (the differential
-/// test): Rust answers only for these. Next 16 changes RSC requests (`_rsc` validation)
-/// and may change `send`; it joins the list once its fixture passes the differential test.
-const VERIFIED: &[&str] = &["15."];
+/// test, run on a 15.5 and a 16.4 fixture): Rust answers only for these.
+const VERIFIED: &[&str] = &["15.", "16."];
 
 impl Assets {
     /// Builds the index from the app's build. `None` in dev mode (nothing is prebuilt).
@@ -163,7 +165,7 @@ impl Assets {
         if !VERIFIED.iter().any(|v| info.next_version.starts_with(v)) {
             tracing::info!(
                 next = %info.next_version,
-                "tower-next answers natively only for Next.js 15 so far; Next.js answers everything"
+                "tower-next answers natively only for Next.js 15 and 16 so far; Next.js answers everything"
             );
             return None;
         }
@@ -192,6 +194,7 @@ impl Assets {
             compress: config.compress,
             expire_time: config.expire_time,
             pages,
+            validate_rsc: config.validate_rsc_request_headers,
             decode: rules.is_empty() && !routes.has_middleware(),
         };
         let claimed = |path: &str| routes.claimed_by_rules(path);
@@ -322,7 +325,7 @@ impl Assets {
                     files::serve_static(request, file, &self.settings, &self.compressed, learn)?;
                 return Some((native, "static"));
             }
-            if path.starts_with("/_next/data/") && self.page_request_allowed(request) {
+            if path.starts_with("/_next/data/") && self.page_request_allowed(request, false) {
                 let pages = self.pages.load();
                 let page = pages.get_data(path)?;
                 let native =
@@ -348,9 +351,6 @@ impl Assets {
             FileMatch::Static(_) | FileMatch::None => {}
         }
 
-        if !self.page_request_allowed(request) {
-            return None;
-        }
         let want = match headers.get("rsc") {
             None => Want::Html,
             Some(value)
@@ -360,11 +360,19 @@ impl Assets {
             }
             Some(_) => return None,
         };
+        if !self.page_request_allowed(request, want == Want::Rsc) {
+            return None;
+        }
         let pages = self.pages.load();
         if let Some(key) = self.page_key(path)
             && let Some(page) = pages.get(key)
         {
-            if want == Want::Rsc && page.kind() != Kind::App {
+            if want == Want::Rsc
+                && (page.kind() != Kind::App
+                    || (self.settings.validate_rsc
+                        && !semantics::rsc_hash_matches(headers, request.uri().query())))
+            {
+                // Next redirects an RSC request without the right `_rsc` to one with it.
                 return None;
             }
             let native = page.serve(request, want, &self.settings, &self.compressed, learn)?;
@@ -410,7 +418,9 @@ impl Assets {
 
     /// Pages need a request without draft-mode/preview cookies and without the query
     /// keys Next.js acts on.
-    fn page_request_allowed<B>(&self, request: &Request<B>) -> bool {
+    /// No cookie or query parameter that Next would act on (`_rsc`, its cache buster, is
+    /// allowed on RSC requests).
+    fn page_request_allowed<B>(&self, request: &Request<B>, rsc: bool) -> bool {
         if !self.settings.pages {
             return false;
         }
@@ -424,7 +434,8 @@ impl Assets {
         request.uri().query().is_none_or(|query| {
             query.split('&').all(|pair| {
                 let key = pair.split('=').next().unwrap_or("");
-                !(key.starts_with('_') || key.contains('%') || key == "amp")
+                (rsc && key == "_rsc")
+                    || !(key.starts_with('_') || key.contains('%') || key == "amp")
             })
         })
     }

@@ -12,6 +12,7 @@
 //! The responses reproduce `next start`'s (Next.js 15): the app-page and pages handlers,
 //! `sendRenderResult`, and the `compression` middleware.
 
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use std::{
     collections::HashMap,
     path::Path,
@@ -278,9 +279,9 @@ impl PageIndex {
             return Slot::Node;
         }
         let rsc = match (&entry.rsc, kind) {
-            (Some(encoded), Kind::App) => match base64_decode(encoded) {
-                Some(bytes) => Some(Bytes::from(bytes)),
-                None => return Slot::Node,
+            (Some(encoded), Kind::App) => match BASE64.decode(encoded) {
+                Ok(bytes) => Some(Bytes::from(bytes)),
+                Err(_) => return Slot::Node,
             },
             _ => None,
         };
@@ -849,36 +850,6 @@ fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body
     response
 }
 
-/// Standard base64 (the worker sends RSC payloads so).
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    fn digit(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let text = text.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    for chunk in text.chunks(4) {
-        let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            n |= digit(*c)? << (18 - 6 * i);
-        }
-        let bytes = n.to_be_bytes();
-        match chunk.len() {
-            4 => out.extend_from_slice(&bytes[1..4]),
-            3 => out.extend_from_slice(&bytes[1..3]),
-            2 => out.push(bytes[1]),
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
 impl CachedEntry {
     /// The entry's lifetime, when the worker said.
     fn life(&self) -> Option<CacheLife> {
@@ -914,14 +885,6 @@ mod tests {
             "s-maxage=5, stale-while-revalidate=31535995"
         );
         assert_eq!(cache_control(life(Some(5), None), None), "s-maxage=5");
-    }
-
-    #[test]
-    fn base64_round_trips() {
-        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
-        assert_eq!(base64_decode("").unwrap(), b"");
-        assert!(base64_decode("a$==").is_none());
     }
 
     #[test]

@@ -485,6 +485,7 @@ async function main() {
         generateEtags: config.generateEtags !== false,
         output: config.output || null,
         expireTime: typeof config.expireTime === 'number' ? config.expireTime : null,
+        validateRscRequestHeaders: !!(config.experimental && config.experimental.validateRSCRequestHeaders),
         partialPrerendering: !!(config.experimental && (config.experimental.ppr || config.experimental.cacheComponents || config.experimental.dynamicIO)) || !!config.cacheComponents,
       },
       cacheEvents,

@@ -64,6 +64,10 @@ pub(crate) struct ResolvedConfig {
     pub expire_time: Option<u64>,
     #[serde(default)]
     pub partial_prerendering: bool,
+    /// `experimental.validateRSCRequestHeaders` (on by default from Next 16): an RSC
+    /// request must carry the `_rsc` hash of its router headers, or Next redirects it.
+    #[serde(default)]
+    pub validate_rsc_request_headers: bool,
 }
 
 fn yes() -> bool {
