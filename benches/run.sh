@@ -7,7 +7,8 @@
 #
 # Knobs (environment): DURATION (s per measured run, 4), ROUNDS (measured runs per
 # server and route, alternating between the servers; the median is shown, 3), WARMUP
-# (s, 2), CONNECTIONS (32), THREADS (2). Every load run is bounded by DURATION; nothing
+# (s, 2), CONNECTIONS (32), THREADS (2), WORKERS (tower-next's Node workers; default: the
+# pool's, one per core). Every load run is bounded by DURATION; nothing
 # listens beyond 127.0.0.1. The numbers are ratios measured in one run on a shared
 # machine: compare the columns, not runs.
 set -euo pipefail
@@ -19,6 +20,7 @@ ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-2}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
+WORKERS=${WORKERS:-$(nproc)}
 export NEXT_TELEMETRY_DISABLED=1 NEXT_IGNORE_INCORRECT_LOCKFILE=1
 
 step() { printf '\n--- %s\n' "$*" >&2; }
@@ -65,7 +67,7 @@ step "starting next start on 127.0.0.1:$NS_PORT and tower-next on 127.0.0.1:$TN_
 (cd "$APP" && exec node node_modules/next/dist/bin/next start -H 127.0.0.1 -p "$NS_PORT") >/dev/null 2>&1 &
 NS_PID=$!
 PIDS+=("$NS_PID")
-WORKERS=1 NODE_ENV=production PORT=$TN_PORT NEXT_DIR=$APP RUST_LOG=warn "$TOWER_NEXT" >/dev/null 2>&1 &
+WORKERS=$WORKERS NODE_ENV=production PORT=$TN_PORT NEXT_DIR=$APP RUST_LOG=warn "$TOWER_NEXT" >/dev/null 2>&1 &
 TN_PID=$!
 PIDS+=("$TN_PID")
 
@@ -161,8 +163,8 @@ TN_HWM=$(hwm_kb "$TN_PID")
 WORKER_RSS=0
 for child in $(pgrep -P "$TN_PID" || true); do WORKER_RSS=$((WORKER_RSS + $(tree_rss_kb "$child"))); done
 
-printf '\n## tower-next vs next start (Next.js %s, %s cores, wrk -t%s -c%s, median of %s x %ss per cell)\n\n' \
-  "$(node -p "require('$APP/node_modules/next/package.json').version")" "$(nproc)" "$THREADS" "$CONNECTIONS" "$ROUNDS" "$DURATION"
+printf '\n## tower-next (%s workers) vs next start (Next.js %s, %s cores, wrk -t%s -c%s, median of %s x %ss per cell)\n\n' \
+  "$WORKERS" "$(node -p "require('$APP/node_modules/next/package.json').version")" "$(nproc)" "$THREADS" "$CONNECTIONS" "$ROUNDS" "$DURATION"
 printf '| route | next start req/s | p50 ms | p99 ms | tower-next req/s | p50 ms | p99 ms | req/s ratio | p99 ratio |\n'
 printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for result in "${RESULTS[@]}"; do
@@ -172,6 +174,6 @@ for result in "${RESULTS[@]}"; do
   awk -v l="$label" -v a="$ns_rps" -v b="$ns_p50" -v c="$ns_p99" -v d="$tn_rps" -v e="$tn_p50" -v f="$tn_p99" 'BEGIN {
     printf "| %s | %d | %.2f | %.2f | %d | %.2f | %.2f | %.1fx | %.1fx lower |\n", l, a, b, c, d, e, f, (a > 0 ? d / a : 0), (f > 0 ? c / f : 0) }'
 done
-printf '\nRSS after the load: next start %d MB; tower-next: Rust process %d MB (peak %d MB) + Node worker %d MB.\n' \
+printf '\nRSS after the load: next start %d MB; tower-next: Rust process %d MB (peak %d MB) + Node workers %d MB.\n' \
   $((NS_RSS / 1024)) $((TN_RSS / 1024)) $((TN_HWM / 1024)) $((WORKER_RSS / 1024))
 printf 'Ratios are tower-next / next start for req/s, next start / tower-next for p99.\n'
