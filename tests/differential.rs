@@ -165,14 +165,6 @@ impl Route {
         }
     }
 
-    /// Native only on these major versions of Next.js.
-    fn native_on(self, majors: &[u32]) -> Route {
-        Route {
-            native: majors.contains(&support::next_major()),
-            ..self
-        }
-    }
-
     /// An App Router page (or a rule leading to one): also asked with `RSC: 1`.
     fn app(path: impl Into<String>, html: Stability, rsc: Stability) -> Route {
         Route {
@@ -236,10 +228,9 @@ fn routes(build_id: &str, assets: &[String]) -> Vec<Route> {
         Route::app("/streaming", PerRequest, PerRequest),
         Route::app("/blog/hello", Stable, Stable).native(),
         Route::app("/blog/world", Stable, Stable).native(),
-        // Rendered on first request, then cached: native once the worker reported it. Next
-        // 16 answers from the entry an earlier process wrote without writing it again, and
-        // the index reads only prerendered entries at start: there it stays Node's.
-        Route::app("/blog/other", Stable, Stable).native_on(&[15]),
+        // Rendered on first request, then cached: native once the worker reported it (or,
+        // on Next 16, read at start when an earlier process of this build wrote it).
+        Route::app("/blog/other", Stable, Stable).native(),
         Route::app("/pricing", Stable, Stable).native(),
         Route::app("/action", Stable, Stable).native(),
         // Rendered per request, but their HTML holds nothing that changes.

@@ -570,3 +570,30 @@ async fn an_edited_public_file_is_served_as_it_is_now() {
     }
     next.shutdown().await;
 }
+
+/// A page rendered on demand by an earlier run of the same build. Next 16 keeps the entry's
+/// lifetime in its `.meta` and serves it from disk without writing it again, so the index
+/// reads it at start; Next 15 answers it STALE once and writes it again, which reports it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_rendered_on_demand_by_an_earlier_run() {
+    let _turn = WRITERS.lock().await;
+    let (next, addr) = start(support::options()).await;
+    let earlier = native_answer(addr, "/blog/other").await;
+    next.shutdown().await;
+
+    let (next, addr) = start(support::options()).await;
+    let first = get(addr, "/blog/other", &[]).await;
+    assert_eq!(first.status, StatusCode::OK);
+    if support::next_major() >= 16 {
+        assert_eq!(
+            first.native(),
+            Some("page"),
+            "not read from the earlier run"
+        );
+        assert_eq!(first.body, earlier.body);
+    } else {
+        assert_eq!(first.native(), None);
+        native_answer(addr, "/blog/other").await;
+    }
+    next.shutdown().await;
+}

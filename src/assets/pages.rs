@@ -180,6 +180,37 @@ impl PageIndex {
             };
             index.insert(path.clone(), slot, cx);
         }
+        // App Router pages rendered on demand by an earlier process of this build. Next 16
+        // stores such an entry's lifetime in its `.meta` and answers it from disk as a HIT
+        // without writing it again, so no worker would report it. (Next 15 keeps the
+        // lifetime in memory and answers the entry STALE once, which reports it.)
+        for (path, stem) in runtime_entries(&server.join("route-cache/APP_PAGE")) {
+            if index.slots.contains_key(&path) {
+                continue;
+            }
+            let Some(meta) = read_json::<Meta>(&with_suffix(&stem, "meta")) else {
+                continue;
+            };
+            let Some(stored) = &meta.cache_control else {
+                continue;
+            };
+            let life = CacheLife {
+                revalidate: stored.revalidate.as_u64(),
+                expire: stored.expire,
+            };
+            if life.revalidate == Some(0)
+                || !(stored.revalidate.is_u64() || stored.revalidate == false)
+            {
+                continue;
+            }
+            let slot = match read_stem(&stem, meta, Kind::App, life) {
+                Some(source) => {
+                    Page::new(&path, source, cx).map_or(Slot::Node, |p| Slot::Native(Arc::new(p)))
+                }
+                None => Slot::Node,
+            };
+            index.insert(path, slot, cx);
+        }
         let pages: HashMap<String, String> =
             read_json(&server.join("pages-manifest.json")).unwrap_or_default();
         for (path, file) in pages {
@@ -728,6 +759,42 @@ fn file_stem(path: &str) -> String {
     }
 }
 
+/// The page path a cache file stem stands for: the inverse of [`file_stem`].
+fn page_path(stem: &str) -> String {
+    match stem.strip_prefix("/index") {
+        Some("") => "/".into(),
+        Some(rest) if rest.starts_with('/') => rest.into(),
+        _ => stem.into(),
+    }
+}
+
+/// The runtime entries under `route-cache/APP_PAGE` (`<owner>/$<stem>.html`), as
+/// (page path, file stem).
+fn runtime_entries(dir: &Path) -> Vec<(String, std::path::PathBuf)> {
+    fn visit(dir: &Path, rel: &str, found: &mut Vec<(String, std::path::PathBuf)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if path.is_dir() {
+                // `.segments` folders hold the prefetch segments of the entry beside them.
+                if !name.ends_with(".segments") {
+                    visit(&path, &format!("{rel}/{name}"), found);
+                }
+            } else if let Some(stem) = name.strip_suffix(".html") {
+                found.push((page_path(&format!("{rel}/{stem}")), path.with_extension("")));
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for owner in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        visit(&owner.path().join("$"), "", &mut found);
+    }
+    found
+}
+
 #[derive(Deserialize, Default)]
 struct PrerenderManifest {
     #[serde(default)]
@@ -758,11 +825,22 @@ struct Meta {
     route_cache: Option<RouteCache>,
     #[serde(default)]
     route_cache_last_modified: Option<u64>,
+    /// The entry's lifetime, which Next 16 writes into a runtime entry's `.meta`.
+    #[serde(default)]
+    cache_control: Option<StoredCacheControl>,
 }
 
 #[derive(Deserialize)]
 struct RouteCache {
     key: String,
+}
+
+#[derive(Deserialize)]
+struct StoredCacheControl {
+    /// Seconds, or `false` for never.
+    revalidate: serde_json::Value,
+    #[serde(default)]
+    expire: Option<u64>,
 }
 
 /// Reads a prerendered entry as Next's file-system cache would: the runtime entry
@@ -792,10 +870,15 @@ fn read_entry(
         }
         None => (stem, seed_meta),
     };
+    read_stem(&stem, meta, kind, life)
+}
+
+/// The entry at `stem` (`.html`, and `.rsc` or `.json`) with its `.meta`.
+fn read_stem(stem: &Path, meta: Meta, kind: Kind, life: CacheLife) -> Option<Source> {
     if meta.postponed.as_ref().is_some_and(|p| !p.is_null()) {
         return None;
     }
-    let html_path = with_suffix(&stem, "html");
+    let html_path = with_suffix(stem, "html");
     let html = read_html(&html_path)?;
     let modified = std::fs::metadata(&html_path).ok()?.modified().ok()?;
     let last_modified = meta
@@ -803,14 +886,14 @@ fn read_entry(
         .unwrap_or_else(|| semantics::millis(modified));
     let (rsc, data) = match kind {
         Kind::App => (
-            std::fs::read(with_suffix(&stem, "rsc"))
+            std::fs::read(with_suffix(stem, "rsc"))
                 .ok()
                 .map(Bytes::from),
             None,
         ),
         _ => (
             None,
-            Some(std::fs::read_to_string(with_suffix(&stem, "json")).ok()?),
+            Some(std::fs::read_to_string(with_suffix(stem, "json")).ok()?),
         ),
     };
     Some(Source {
@@ -892,6 +975,16 @@ mod tests {
         assert_eq!(file_stem("/"), "/index");
         assert_eq!(file_stem("/about"), "/about");
         assert_eq!(file_stem("/index"), "/index/index");
+        for path in [
+            "/",
+            "/about",
+            "/index",
+            "/index/x",
+            "/blog/v1.2",
+            "/indexes",
+        ] {
+            assert_eq!(page_path(&file_stem(path)), path);
+        }
         assert_eq!(data_path("B", "/"), "/_next/data/B/index.json");
     }
 }
