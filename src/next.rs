@@ -12,7 +12,7 @@ use crate::{
     assets::{self, Assets, Decision, Native, Reach},
     body::{Body, BoxError, plain_response},
     proxy::{self, Dispatch, Fence},
-    routes::{RouteTable, Routing, watch_dev_routes},
+    routes::{DevWatch, RouteTable, Routing},
     runtime::{AppInfo, Generation, PoolStatus, SlotEvents, WorkerEvent, WorkerPool},
     service::NextService,
 };
@@ -31,7 +31,8 @@ struct Shared {
     /// The workers, with what was derived from the build they run.
     pool: WorkerPool<App>,
     /// Dev only: keeps the route folders watched while the app lives.
-    _dev_watcher: Option<notify::RecommendedWatcher>,
+    /// Dev mode: the route folders' watcher (new folders are added as they appear).
+    dev_watch: Option<Mutex<DevWatch>>,
     // Last: removed after the workers have been told to stop.
     private_dir: Mutex<Option<tempfile::TempDir>>,
 }
@@ -64,7 +65,7 @@ impl Next {
             .tempdir()?;
         let dev = options.dev;
         let dev_watch = if dev {
-            match watch_dev_routes(&dir) {
+            match DevWatch::start(&dir) {
                 Ok(watch) => Some(watch),
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot watch the route folders; pages added later need a restart");
@@ -87,7 +88,7 @@ impl Next {
         let shared = Arc::new(Shared {
             options,
             pool,
-            _dev_watcher: dev_watcher,
+            dev_watch: dev_watcher.map(Mutex::new),
             private_dir: Mutex::new(Some(private_dir)),
         });
         if let Some(changes) = changes {
@@ -298,6 +299,11 @@ async fn refresh_dev_routes(
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        if let Some(watch) = &shared.dev_watch
+            && let Err(err) = watch.lock().expect("dev watch lock").watch_new_folders()
+        {
+            tracing::warn!(error = %err, "cannot watch a new route folder");
+        }
         let matchers = match shared.pool.control("middleware-matchers").await {
             Ok(body) => serde_json::from_slice::<Vec<String>>(&body).map_err(|err| err.to_string()),
             Err(err) => Err(err),

@@ -17,7 +17,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::{Error, proxy::Dispatch, runtime::AppInfo};
 use pattern::PathPattern;
-pub(crate) use watch::watch_dev_routes;
+pub(crate) use watch::DevWatch;
 
 /// A regular expression with JavaScript semantics, as Next writes them into manifests
 /// (named groups, lookaheads).
