@@ -30,8 +30,8 @@ struct Shared {
     options: NextOptions,
     /// The workers, with what was derived from the build they run.
     pool: WorkerPool<App>,
-    /// Dev only: keeps the route folders watched while the app lives.
-    /// Dev mode: the route folders' watcher (new folders are added as they appear).
+    /// Dev only: keeps the route folders watched while the app lives (new ones are
+    /// added as they appear).
     dev_watch: Option<Mutex<DevWatch>>,
     // Last: removed after the workers have been told to stop.
     private_dir: Mutex<Option<tempfile::TempDir>>,
