@@ -495,6 +495,8 @@ async fn prerendered_pages_are_served_while_the_worker_restarts() {
 
 /// With a `cacheHandler` in next.config, the worker reports through a subclass of it: the
 /// app's own handler still does the work, and a revalidated page is still never stale.
+/// This handler writes from within its own `revalidateTag`: the inner write is reported
+/// within the revalidation's turn, not queued behind it (which would never end).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_configured_cache_handler_keeps_working_and_reporting() {
     let folder = tempfile::tempdir().unwrap();
@@ -511,6 +513,10 @@ async fn a_configured_cache_handler_keeps_working_and_reporting() {
                async set(key, data, ctx) {{\n\
                  fs.appendFileSync({:?}, key + '\\n');\n\
                  return super.set(key, data, ctx);\n\
+               }}\n\
+               async revalidateTag(...args) {{\n\
+                 await this.set('/bookkeeping', null, {{}});\n\
+                 return super.revalidateTag(...args);\n\
                }}\n\
              }};\n",
             file_system_cache, marker

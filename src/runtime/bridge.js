@@ -49,10 +49,15 @@ function emit(event) {
 }
 
 // Cache changes are reported one at a time, in the order they happen: the host takes a
-// worker's generation as "everything up to here".
+// worker's generation as "everything up to here". A handler that writes from within its own
+// revalidateTag or set (an app's cacheHandler may) runs that inner write at once, inside the
+// outer one's turn, instead of waiting behind it for ever.
+const { AsyncLocalStorage } = require('async_hooks');
+const reportingTurn = new AsyncLocalStorage();
 let reporting = Promise.resolve();
 function inOrder(task) {
-  const run = reporting.then(task);
+  if (reportingTurn.getStore()) return task();
+  const run = reporting.then(() => reportingTurn.run(true, task));
   reporting = run.catch(() => {});
   return run;
 }
