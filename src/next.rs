@@ -11,7 +11,7 @@ use crate::{
     Error, NextOptions,
     assets::{self, Assets, Decision, Native, Reach},
     body::{Body, BoxError, plain_response},
-    proxy::{self, Dispatch, Fence},
+    proxy::{self, Applied, Dispatch, Fence},
     routes::{DevWatch, RouteTable, Routing},
     runtime::{AppInfo, Generation, PoolStatus, SlotEvents, WorkerEvent, WorkerPool},
     service::NextService,
@@ -367,25 +367,28 @@ async fn keep_current(events: SlotEvents, assets: Option<Arc<Assets>>, fence: Ar
         mut received,
         applied,
     } = events;
+    let mut progress = Applied::default();
     while let Some(event) = received.recv().await {
-        let generation = match &event {
+        let number = match &event {
             WorkerEvent::Cache(event) => Some(event.generation),
             WorkerEvent::Restarted => None,
         };
         if let Some(assets) = &assets {
             assets.apply(event).await;
         }
-        let generation = match generation {
-            Some(generation) => generation,
+        let up_to = match number {
+            Some(number) => progress.record(number),
             // The index was read again from disk, which holds whatever the last process
-            // wrote: the writes it noted but never reported are covered, and the new
-            // process numbers its events above them.
-            None => match fence.journal() {
-                Some(journal) => journal.noted(None).await.get(slot).copied().unwrap_or(0),
-                None => continue,
-            },
+            // wrote, and the new process numbers its events above the last one's.
+            None => {
+                let noted = match fence.journal() {
+                    Some(journal) => journal.noted(None).await.get(slot).copied().unwrap_or(0),
+                    None => 0,
+                };
+                progress.restart(noted)
+            }
         };
-        applied.send_modify(|applied| *applied = (*applied).max(generation));
+        applied.send_modify(|applied| *applied = (*applied).max(up_to));
     }
 }
 

@@ -2,8 +2,9 @@
 //! every change to Next's response cache that the response may show, so that no native
 //! answer after it is older.
 //!
-//! Each worker numbers its cache events (its generation) and sends the number of the last
-//! one with every response. With a pool, a worker also answers from entries the others
+//! Each worker numbers its cache events when the change begins (its generation) and sends
+//! the highest number taken with every response; events arrive when the change is done, so
+//! "applied" counts unbroken runs ([`Applied`]). With a pool, a worker also answers from entries the others
 //! wrote to the shared cache: before a write, the writer notes `<slot> <generation>` in
 //! the pool's journal, and every response carries the journal's length. Whatever a
 //! response shows was noted within that length, so waiting for the noted events of every
@@ -78,6 +79,38 @@ impl Fence {
                 );
             }
         }
+    }
+}
+
+/// The events of one worker applied so far, as "every number up to here". A worker numbers
+/// an event when the change begins and reports it when it is done, so events arrive in the
+/// order they finish.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    contiguous: u64,
+    ahead: std::collections::BTreeSet<u64>,
+}
+
+impl Applied {
+    /// Records event `number`; returns the number up to which every event is applied.
+    pub(crate) fn record(&mut self, number: u64) -> u64 {
+        if number > self.contiguous {
+            self.ahead.insert(number);
+        }
+        while self.ahead.remove(&(self.contiguous + 1)) {
+            self.contiguous += 1;
+        }
+        self.contiguous
+    }
+
+    /// A new process took over, numbering above every event the last one reported and
+    /// above `noted` (its slot's highest number in the journal): a number the last process
+    /// took but never reported will not come.
+    pub(crate) fn restart(&mut self, noted: u64) -> u64 {
+        let highest = self.ahead.last().copied().unwrap_or(0).max(noted);
+        self.contiguous = self.contiguous.max(highest);
+        self.ahead.clear();
+        self.contiguous
     }
 }
 
@@ -163,6 +196,20 @@ mod tests {
         std::fs::write(&path, "0 1\n1 4\n0 2\n1 3\n0 9\n7 1\n").unwrap();
         // A slot the pool does not have is ignored.
         assert_eq!(journal.noted(Some(22)).await, vec![9, 4]);
+    }
+
+    #[test]
+    fn applied_counts_only_unbroken_runs() {
+        let mut applied = Applied::default();
+        assert_eq!(applied.record(2), 0, "1 is still under way");
+        assert_eq!(applied.record(3), 0);
+        assert_eq!(applied.record(1), 3);
+        assert_eq!(applied.record(1), 3, "a repeat changes nothing");
+        assert_eq!(applied.record(5), 3);
+        // The process died with 4 unreported; the next one numbers from 6.
+        assert_eq!(applied.restart(0), 5);
+        assert_eq!(applied.record(6), 6);
+        assert_eq!(applied.restart(9), 9, "the journal noted 9");
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ pub(crate) mod headers;
 mod replay;
 mod upgrade;
 
-pub(crate) use fence::{Fence, Journal};
+pub(crate) use fence::{Applied, Fence, Journal};
 pub(crate) use upgrade::ClientUpgrade;
 
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};

@@ -22,14 +22,15 @@ function announce(message) {
 
 // Cache events tell the host which prerendered responses Next.js has replaced or
 // invalidated, so that the host never answers with an outdated copy. Each event has a
-// generation number; every response carries the number of the last event sent before its
-// headers, and the host applies events up to it before passing the response on.
+// number, taken when the change begins; every response carries the highest number taken
+// before its headers, and the host applies every event up to it (events may arrive out of
+// order: a write takes a number, then the time of the write) before passing it on.
 let generation = Number(options.generationBase) || 0;
 
 // With a pool, a worker may answer from an entry another worker wrote to the shared
-// cache. Before it writes, a worker notes `<slot> <generation>` of the event that will
-// report the write in the pool's journal; every response carries the journal's length,
-// and the host applies every event noted in it before passing the response on.
+// cache. Before it writes, a worker notes `<slot> <number>` of the event that will report
+// the write in the pool's journal; every response carries the journal's length, and the
+// host applies every event noted in it before passing the response on.
 const JOURNAL_HEADER = HEADER_PREFIX + 'journal';
 const journal = options.journal || null;
 if (journal) {
@@ -43,40 +44,42 @@ if (journal) {
   } catch {}
 }
 
-function emit(event) {
+function takeNumber() {
   generation += 1;
-  announce({ type: 'cache', generation, ...event });
+  return generation;
 }
 
-// Cache changes are reported one at a time, in the order they happen: the host takes a
-// worker's generation as "everything up to here". A handler that writes from within its own
-// revalidateTag or set (an app's cacheHandler may) runs that inner write at once, inside the
-// outer one's turn, instead of waiting behind it for ever.
-const { AsyncLocalStorage } = require('async_hooks');
-const reportingTurn = new AsyncLocalStorage();
-let reporting = Promise.resolve();
-function inOrder(task) {
-  if (reportingTurn.getStore()) return task();
-  const run = reporting.then(() => reportingTurn.run(true, task));
-  reporting = run.catch(() => {});
-  return run;
+function emit(number, event) {
+  announce({ type: 'cache', generation: number, ...event });
 }
 
-async function reportWrite(describe, write) {
-  return inOrder(async () => {
-    if (journal) fs.appendFileSync(journal, `${options.slot} ${generation + 1}\n`);
-    const at = Date.now();
-    let result;
-    try {
-      result = await write();
-    } catch (err) {
-      // Next may still answer from an older entry: the host leaves the page to Node.
-      emit({ event: 'set', ...describe(at), kind: null });
-      throw err;
+// A cache write: numbered (and noted in the journal) before it starts, reported when it is
+// done. A failed write is reported as a removal: Next may still answer from an older entry,
+// so the host leaves the page to Node.
+async function reportWrite(pathname, describe, write) {
+  const number = takeNumber();
+  if (journal) fs.appendFileSync(journal, `${options.slot} ${number}\n`);
+  const at = Date.now();
+  const report = (failed) => {
+    let entry = { kind: null };
+    if (!failed) {
+      try {
+        entry = describe();
+      } catch (err) {
+        console.error('tower-next bridge: a cache entry could not be described:', err);
+      }
     }
-    emit({ event: 'set', ...describe(at) });
-    return result;
-  });
+    emit(number, { event: 'set', pathname, at, ...entry });
+  };
+  let result;
+  try {
+    result = await write();
+  } catch (err) {
+    report(true);
+    throw err;
+  }
+  report(false);
+  return result;
 }
 
 // Next.js writes and invalidates its response cache through a cache handler: the one
@@ -139,15 +142,18 @@ function installCacheEvents(config, nextDir) {
       if (ctx.fetchCache || typeof key !== 'string' || (data && (data.kind === 'FETCH' || data.kind === 'IMAGE'))) {
         return write();
       }
-      return reportWrite((at) => ({ pathname: pathnameOf(key), at, ...describeEntry(data, ctx) }), write);
+      return reportWrite(pathnameOf(key), () => describeEntry(data, ctx), write);
     },
     revalidateTag(tags, revalidate) {
-      return inOrder(async () => {
-        const at = Date.now();
-        const result = await revalidate();
-        emit({ event: 'revalidate-tag', at, tags: [].concat(tags).filter((t) => typeof t === 'string') });
-        return result;
+      // Reported at once, before Next applies it and before the response of the request
+      // that called it is sent (Next runs it alongside the response): from then on the
+      // host leaves the tagged pages to Next.
+      emit(takeNumber(), {
+        event: 'revalidate-tag',
+        at: Date.now(),
+        tags: [].concat(tags).filter((t) => typeof t === 'string'),
       });
+      return revalidate();
     },
   };
   if (configured) {
