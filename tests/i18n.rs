@@ -226,7 +226,10 @@ async fn locale_prefixed_paths_are_owned_as_next_start_serves_them() {
     let fr = get_from(&client, layer, "/fr/legacy", None).await;
     let html = fr.text().await.unwrap();
     assert!(html.contains("Legacy page"), "{html}");
-    assert!(html.contains(r#"lang="fr""#), "/fr/legacy is rendered in fr");
+    assert!(
+        html.contains(r#"lang="fr""#),
+        "/fr/legacy is rendered in fr"
+    );
 
     next.shutdown().await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
