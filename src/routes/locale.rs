@@ -1,7 +1,7 @@
 //! Pages Router i18n (`i18n.locales` in next.config), as Next's router applies it to a
 //! path: a first segment that is a configured locale is not part of the route.
 //!
-//! What Next 15.5 and 16 do (checked against `next start`, `tests/i18n.rs`), with
+//! What Next 15.5 does (checked against `next start`, `tests/i18n.rs`; 16 not yet), with
 //! `locales: ['en', 'fr'], defaultLocale: 'en'`:
 //! - the locale segment is compared ignoring case (`/FR/legacy` is `/legacy` in `fr`);
 //! - Pages Router pages are served under every locale and under none;
