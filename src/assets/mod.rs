@@ -173,13 +173,15 @@ impl Assets {
         let dist_dir = config.dist_dir.clone();
         let rules = HeaderRules::load(&dist_dir);
         let interception = interception_routes(&dist_dir.join("server"));
-        let pages =
-            info.cache_events && !config.i18n && !config.partial_prerendering && !interception;
+        let pages = info.cache_events
+            && config.i18n.is_none()
+            && !config.partial_prerendering
+            && !interception;
         if !pages {
             tracing::info!(
                 next = %info.next_version,
                 cache_events = info.cache_events,
-                i18n = config.i18n,
+                i18n = config.i18n.is_some(),
                 partial_prerendering = config.partial_prerendering,
                 interception,
                 "prerendered pages are answered by Next.js (not modelled natively for this app)"
@@ -198,7 +200,7 @@ impl Assets {
             decode: rules.is_empty() && !routes.has_middleware(),
         };
         let claimed = |path: &str| routes.claimed_by_rules(path);
-        let files = if config.i18n {
+        let files = if config.i18n.is_some() {
             FileIndex::default()
         } else {
             FileIndex::load(dir, &dist_dir, &settings, &rules, &claimed)

@@ -13,6 +13,7 @@ pub(super) fn scan(table: &mut RouteTable, dir: &Path, page_extensions: &[String
         if app.is_dir() {
             walk(
                 &app,
+                Router::App,
                 &mut Vec::new(),
                 &mut |segments, file| {
                     let stem = file_stem(file, page_extensions)?;
@@ -25,6 +26,7 @@ pub(super) fn scan(table: &mut RouteTable, dir: &Path, page_extensions: &[String
         if pages.is_dir() {
             walk(
                 &pages,
+                Router::Pages,
                 &mut Vec::new(),
                 &mut |segments, file| {
                     let stem = file_stem(file, page_extensions)?;
@@ -52,8 +54,16 @@ enum Found {
     Pattern(String),
 }
 
+/// Which router a folder's routes belong to: with i18n, Next treats them differently.
+#[derive(Clone, Copy)]
+enum Router {
+    App,
+    Pages,
+}
+
 fn walk(
     folder: &Path,
+    router: Router,
     segments: &mut Vec<String>,
     route_of_file: &mut dyn FnMut(&[String], &str) -> Option<Found>,
     table: &mut RouteTable,
@@ -71,16 +81,20 @@ fn walk(
                 continue;
             }
             segments.push(name);
-            walk(&entry.path(), segments, route_of_file, table);
+            walk(&entry.path(), router, segments, route_of_file, table);
             segments.pop();
         } else if let Some(found) = route_of_file(segments, &name) {
+            let (exact, patterns) = match router {
+                Router::App => (&mut table.app_pages, &mut table.app_patterns),
+                Router::Pages => (&mut table.pages, &mut table.page_patterns),
+            };
             match found {
                 Found::Exact(path) => {
-                    table.pages.insert(path);
+                    exact.insert(path);
                 }
                 Found::Pattern(regex) => {
                     if let Ok(regex) = JsRegex::new(&regex) {
-                        table.page_patterns.push(regex);
+                        patterns.push(regex);
                     }
                 }
             }

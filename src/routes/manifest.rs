@@ -92,7 +92,11 @@ pub(super) const INTERNAL_PAGES: [&str; 6] = [
 ];
 
 /// Fills a route table from the build in `dist_dir`.
-pub(super) fn load(table: &mut RouteTable, dist_dir: &Path) -> Result<(), Error> {
+pub(super) fn load(
+    table: &mut RouteTable,
+    dist_dir: &Path,
+    case_sensitive: bool,
+) -> Result<(), Error> {
     let routes: RoutesManifest = read_json(&dist_dir.join("routes-manifest.json"))?;
     let pages_manifest: std::collections::HashMap<String, String> =
         read_json_or_default(&dist_dir.join("server/pages-manifest.json"))?;
@@ -111,16 +115,45 @@ pub(super) fn load(table: &mut RouteTable, dist_dir: &Path) -> Result<(), Error>
         })
     };
 
+    // Next matches redirect and rewrite sources ignoring case, unless
+    // `experimental.caseSensitiveRoutes` (path-to-regexp's `sensitive`).
+    let rule_flags = if case_sensitive { "" } else { "i" };
+    let compile_rule = |source: &str| {
+        JsRegex::with_flags(source, rule_flags).map_err(|detail| Error::Manifest {
+            path: manifest.clone(),
+            detail,
+        })
+    };
+
+    // App Router routes are kept apart: with i18n, Next serves them under no locale but
+    // the default one (resolve-routes.js, filesystem.js).
+    let app: HashSet<String> = app_paths.into_values().collect();
     let mut exact: HashSet<String> = HashSet::new();
     exact.extend(routes.static_routes.iter().map(|r| r.page.clone()));
-    exact.extend(pages_manifest.into_keys());
-    exact.extend(app_paths.into_values());
+    // With i18n the manifest lists prerendered pages per locale (`/fr/legacy`); Next
+    // matches them without it, as it does here.
+    exact.extend(pages_manifest.into_keys().map(|page| {
+        match &table.locales {
+            Some(locales) => locales
+                .strip(&page)
+                .map_or(page.clone(), |(_, rest)| rest.to_owned()),
+            None => page,
+        }
+    }));
+    exact.extend(app.iter().cloned());
     for route in &routes.dynamic_routes {
         exact.remove(&route.page);
-        table.page_patterns.push(compile(&route.regex)?);
+        let regex = compile(&route.regex)?;
+        if app.contains(&route.page) {
+            table.app_patterns.push(regex);
+        } else {
+            table.page_patterns.push(regex);
+        }
     }
     exact.retain(|page| !INTERNAL_PAGES.contains(&page.as_str()) && !page.contains('['));
-    table.pages = exact;
+    let (app_pages, pages) = exact.into_iter().partition(|page| app.contains(page));
+    table.app_pages = app_pages;
+    table.pages = pages;
 
     let rewrites = match routes.rewrites {
         Rewrites::Phases {
@@ -133,7 +166,7 @@ pub(super) fn load(table: &mut RouteTable, dist_dir: &Path) -> Result<(), Error>
     for rule in routes.redirects.iter().chain(&rewrites) {
         // Next's own trailing-slash redirect matches nearly every path; it is not a route.
         if !rule.internal {
-            table.rules.push(compile(&rule.regex)?);
+            table.rules.push(compile_rule(&rule.regex)?);
         }
     }
     let edge = middleware

@@ -6,6 +6,7 @@
 //! touching the disk.
 
 mod dev;
+mod locale;
 mod manifest;
 mod pattern;
 mod watch;
@@ -16,6 +17,7 @@ use http::Uri;
 use percent_encoding::percent_decode_str;
 
 use crate::{Error, proxy::Dispatch, runtime::AppInfo};
+use locale::Locales;
 use pattern::PathPattern;
 pub(crate) use watch::DevWatch;
 
@@ -103,10 +105,16 @@ pub(crate) struct RouteTable {
     build_id: String,
     /// next.config's `useFileSystemPublicRoutes`, used when the layer does not set it.
     file_system_routes: bool,
-    /// Filename routes without dynamic segments, decoded, without trailing slash.
+    /// Pages Router routes without dynamic segments, decoded, without trailing slash.
     pages: HashSet<String>,
-    /// Filename routes with dynamic segments.
+    /// Pages Router routes with dynamic segments.
     page_patterns: Vec<JsRegex>,
+    /// App Router routes without dynamic segments, as `pages`.
+    app_pages: HashSet<String>,
+    /// App Router routes with dynamic segments.
+    app_patterns: Vec<JsRegex>,
+    /// Pages Router i18n: the configured locales.
+    locales: Option<Locales>,
     /// Files in `public/`, as decoded URL paths.
     public_files: HashSet<String>,
     /// Sources of next.config redirects and rewrites (with basePath).
@@ -123,6 +131,7 @@ impl RouteTable {
             base_path: config.base_path.trim_end_matches('/').to_owned(),
             build_id: info.build_id.clone(),
             file_system_routes: config.use_file_system_public_routes,
+            locales: config.i18n.as_ref().and_then(Locales::new),
             ..RouteTable::default()
         };
         if dev {
@@ -134,11 +143,20 @@ impl RouteTable {
                 }
             }
         } else {
-            manifest::load(&mut table, &config.dist_dir)?;
+            manifest::load(&mut table, &config.dist_dir, config.case_sensitive_routes)?;
         }
         collect_public_files(&dir.join("public"), String::new(), &mut table.public_files);
-        if config.i18n {
-            tracing::warn!("i18n routing is not modelled by tower-next's route ownership yet");
+        if let Some(i18n) = &config.i18n {
+            if !i18n.domain_default_locales.is_empty() {
+                tracing::warn!(
+                    "i18n.domains: tower-next's route ownership uses i18n.defaultLocale for every host, not each domain's default locale"
+                );
+            }
+            if i18n.locale_detection && !table.is_page("/", "/") {
+                tracing::warn!(
+                    "i18n.localeDetection: the app has no `/` page, so `/` reaches the inner service, also when Next.js would redirect it by Accept-Language"
+                );
+            }
         }
         Ok(table)
     }
@@ -151,7 +169,7 @@ impl RouteTable {
         let raw = uri.path();
         let Some(path) = strip_prefix_segment(raw, &self.base_path) else {
             // Outside basePath only rules with `basePath: false` and middleware can apply.
-            return if self.matches_rules(raw) {
+            return if self.matches_rules(&self.router_path("", raw)) {
                 Owner::handle()
             } else {
                 Owner::Inner {
@@ -167,15 +185,16 @@ impl RouteTable {
         let normalized = normalize(&decoded);
 
         if path == "/_next" || path.starts_with("/_next/") {
-            if !file_system_routes && let Some(page) = self.data_route_page(path) {
+            if !file_system_routes && let Some((locale, page)) = self.data_route_page(path) {
                 // A client-side navigation's data request: Next's only for explicit routes.
                 return match routing.find(&page) {
                     Some((target, params)) => Owner::Next {
                         dispatch: Dispatch::Handle,
                         rewrite: Some(format!(
-                            "{}/_next/data/{}/{}.json{}",
+                            "{}/_next/data/{}{}/{}.json{}",
                             self.base_path,
                             self.build_id,
+                            locale,
                             if target == "/" { "/index" } else { target }.trim_start_matches('/'),
                             with_question_mark(&merge_query(uri.query(), &params))
                         )),
@@ -198,7 +217,12 @@ impl RouteTable {
             };
         }
 
-        if self.is_page(normalized, path) {
+        let localized = self.locales.as_ref().and_then(|l| l.localize(path));
+        let filename_route = match &localized {
+            None => self.is_page(normalized, path),
+            Some(found) => self.is_localized_page(found, normalized),
+        };
+        if filename_route {
             return if file_system_routes {
                 Owner::handle()
             } else {
@@ -207,10 +231,23 @@ impl RouteTable {
                 }
             };
         }
-        if self.public_files.contains(normalized)
-            || self.matches_rules(raw)
-            || self.matches_rules(path)
-        {
+        let public_file = match &localized {
+            None => self.public_files.contains(normalized),
+            // Files are served under the default locale(s) too (`/en/robots.txt`).
+            Some(found) if found.files => {
+                let rest = without_locale(normalized);
+                self.public_files.contains(rest) || found.rest.starts_with("/_next/static/")
+            }
+            Some(_) => false,
+        };
+        let rules = match &self.locales {
+            None => self.matches_rules(raw) || self.matches_rules(path),
+            Some(_) => {
+                self.matches_rules(&self.router_path(&self.base_path, path))
+                    || self.matches_rules(&self.router_path("", path))
+            }
+        };
+        if public_file || rules {
             return Owner::handle();
         }
         Owner::Inner {
@@ -237,7 +274,41 @@ impl RouteTable {
     }
 
     fn is_page(&self, normalized: &str, raw: &str) -> bool {
-        self.pages.contains(normalized) || self.page_patterns.iter().any(|p| p.is_match(raw))
+        self.pages.contains(normalized)
+            || self.app_pages.contains(normalized)
+            || self.page_patterns.iter().any(|p| p.is_match(raw))
+            || self.app_patterns.iter().any(|p| p.is_match(raw))
+    }
+
+    /// Whether Next serves a filename route for a path that starts with a locale
+    /// (`normalized` is the whole decoded path; see `locale.rs` for the rules).
+    fn is_localized_page(&self, found: &locale::Localized<'_>, normalized: &str) -> bool {
+        let raw = found.rest;
+        // An API route is not served under a locale, in either router.
+        if raw == "/api" || raw.starts_with("/api/") {
+            return false;
+        }
+        let decoded = without_locale(normalized);
+        self.pages.contains(decoded)
+            || self.page_patterns.iter().any(|p| p.is_match(raw))
+            || (found.default && self.app_pages.contains(decoded))
+    }
+
+    /// The path Next's router matches redirects, rewrites and middleware against: with
+    /// i18n, a path without a locale (and not under `/_next/`) gets the default one.
+    /// `base` is the basePath the path had, `rest` the path after it.
+    fn router_path<'a>(&self, base: &str, rest: &'a str) -> Cow<'a, str> {
+        match &self.locales {
+            Some(locales)
+                if locales.strip(rest).is_none()
+                    && rest != "/_next"
+                    && !rest.starts_with("/_next/") =>
+            {
+                Cow::Owned(locales.with_default(base, rest))
+            }
+            _ if base.is_empty() => Cow::Borrowed(rest),
+            _ => Cow::Owned(format!("{base}{rest}")),
+        }
     }
 
     fn matches_rules(&self, raw: &str) -> bool {
@@ -247,17 +318,25 @@ impl RouteTable {
             .any(|r| r.is_match(raw))
     }
 
-    /// The page a `/_next/data/<build>/<page>.json` path asks for.
-    fn data_route_page(&self, path: &str) -> Option<String> {
+    /// The page a `/_next/data/<build>/[<locale>/]<page>.json` path asks for, and its
+    /// `/<locale>` part (empty without one).
+    fn data_route_page<'a>(&self, path: &'a str) -> Option<(&'a str, String)> {
         let rest = path.strip_prefix("/_next/data/")?;
         let rest = rest.strip_prefix(self.build_id.as_str())?;
         let page = rest.strip_suffix(".json")?;
+        let (locale, page) = match self.locales.as_ref().and_then(|l| l.strip(page)) {
+            Some((_, without)) => (&page[..page.len() - without.len()], without),
+            None => ("", page),
+        };
         let page = percent_decode_str(page).decode_utf8_lossy();
-        Some(if page == "/index" {
-            "/".to_owned()
-        } else {
-            page.into_owned()
-        })
+        Some((
+            locale,
+            if page == "/index" {
+                "/".to_owned()
+            } else {
+                page.into_owned()
+            },
+        ))
     }
 }
 
@@ -270,6 +349,16 @@ fn strip_prefix_segment<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
         "" => Some("/"),
         rest if rest.starts_with('/') => Some(rest),
         _ => None,
+    }
+}
+
+/// The decoded path without its first segment, which the raw path has as a locale (a
+/// locale has no `%`, so decoding leaves it as it is).
+fn without_locale(decoded: &str) -> &str {
+    let after = decoded.strip_prefix('/').unwrap_or(decoded);
+    match after.find('/') {
+        Some(slash) => &after[slash..],
+        None => "/",
     }
 }
 
@@ -466,6 +555,108 @@ mod tests {
             Owner::Next {
                 dispatch: Dispatch::Handle,
                 rewrite: Some("/_next/data/BUILD/pb.json?q=1".into())
+            }
+        );
+    }
+
+    fn i18n_table() -> RouteTable {
+        let mut table = table();
+        table.pages.remove("/");
+        table.pages.remove("/about");
+        table
+            .app_pages
+            .extend(["/".to_owned(), "/about".to_owned()]);
+        table.pages.insert("/api/ping".to_owned());
+        let blog = table.page_patterns.pop().unwrap();
+        table.app_patterns.push(blog);
+        table
+            .page_patterns
+            .push(JsRegex::new("^/post/([^/]+?)(?:/)?$").unwrap());
+        table.public_files.insert("/robots.txt".into());
+        table.rules =
+            vec![JsRegex::with_flags("^(?!/_next)(?:/(en|fr))/old-about(?:/)?$", "i").unwrap()];
+        table.middleware = vec![
+            JsRegex::new(r"^(?:\/(_next\/data\/[^/]{1,}))?(?:\/((?!_next\/)[^/.]{1,}))\/mw(?:\/((?:[^\/#\?]+?)(?:\/(?:[^\/#\?]+?))*))?(\.json)?[\/#\?]?$").unwrap(),
+        ];
+        table.locales = Locales::new(&crate::runtime::I18nConfig {
+            locales: vec!["en".into(), "fr".into()],
+            default_locale: "en".into(),
+            locale_detection: true,
+            domain_default_locales: Vec::new(),
+        });
+        table
+    }
+
+    #[test]
+    fn i18n_locale_prefixes_follow_next() {
+        let table = i18n_table();
+        let routing = Routing::default();
+        for uri in [
+            "/legacy",
+            "/en/legacy",
+            "/fr/legacy",
+            "/FR/legacy",
+            "/fr/post/1",
+            "/",
+            "/en",
+            "/about",
+            "/en/about",
+            "/blog/x",
+            "/api/ping",
+            "/robots.txt",
+            "/en/robots.txt",
+            "/en/_next/static/a.js",
+            "/old-about",
+            "/fr/old-about",
+            "/FR/old-about",
+            "/mw/x",
+            "/fr/mw/x",
+            "/_next/data/BUILD/fr/ssg.json",
+        ] {
+            assert!(is_next(&owner(&table, &routing, uri)), "{uri}");
+        }
+        for uri in [
+            "/de/legacy",
+            "/fr/fr/legacy",
+            "/fr",
+            "/fr/about",
+            "/en/blog/x",
+            "/fr/blog/x",
+            "/en/api/ping",
+            "/fr/api/ping",
+            "/fr/robots.txt",
+            "/fr/_next/static/a.js",
+            "/de/old-about",
+            "/de/mw/x",
+            "/fr/healthz",
+        ] {
+            assert!(!is_next(&owner(&table, &routing, uri)), "{uri}");
+        }
+    }
+
+    #[test]
+    fn i18n_data_routes_keep_their_locale_for_explicit_routes() {
+        let table = i18n_table();
+        let mut routing = Routing::default();
+        routing.set_file_system_routes(false);
+        routing.add_route("/pa", "/pb");
+        assert_eq!(
+            owner(&table, &routing, "/_next/data/BUILD/fr/pa.json"),
+            Owner::Next {
+                dispatch: Dispatch::Handle,
+                rewrite: Some("/_next/data/BUILD/fr/pb.json".into())
+            }
+        );
+        assert_eq!(
+            owner(&table, &routing, "/_next/data/BUILD/fr/legacy.json"),
+            Owner::Inner {
+                filename_route: true
+            }
+        );
+        assert_eq!(
+            owner(&table, &routing, "/fr/legacy"),
+            Owner::Inner {
+                filename_route: true
             }
         );
     }

@@ -490,7 +490,16 @@ async function main() {
         useFileSystemPublicRoutes: userFileSystemRoutes,
         distDir,
         pageExtensions: config.pageExtensions || ['tsx', 'ts', 'jsx', 'js'],
-        i18n: !!config.i18n,
+        // Pages Router i18n, as route ownership needs it (see src/routes/locale.rs).
+        i18n: config.i18n
+          ? {
+              locales: config.i18n.locales || [],
+              defaultLocale: config.i18n.defaultLocale,
+              localeDetection: config.i18n.localeDetection !== false,
+              domainDefaultLocales: (config.i18n.domains || []).map((d) => d.defaultLocale),
+            }
+          : null,
+        caseSensitiveRoutes: !!(config.experimental && config.experimental.caseSensitiveRoutes),
         poweredByHeader: config.poweredByHeader !== false,
         compress: config.compress !== false,
         generateEtags: config.generateEtags !== false,

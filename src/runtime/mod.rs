@@ -51,7 +51,13 @@ pub(crate) struct ResolvedConfig {
     pub use_file_system_public_routes: bool,
     pub dist_dir: PathBuf,
     pub page_extensions: Vec<String>,
-    pub i18n: bool,
+    /// Pages Router i18n (`i18n` in next.config), if configured.
+    #[serde(default)]
+    pub i18n: Option<I18nConfig>,
+    /// `experimental.caseSensitiveRoutes`: redirect and rewrite sources match case-sensitively
+    /// (by default Next matches them ignoring case).
+    #[serde(default)]
+    pub case_sensitive_routes: bool,
     #[serde(default)]
     pub trailing_slash: bool,
     #[serde(default = "yes")]
@@ -68,6 +74,20 @@ pub(crate) struct ResolvedConfig {
     /// request must carry the `_rsc` hash of its router headers, or Next redirects it.
     #[serde(default)]
     pub validate_rsc_request_headers: bool,
+}
+
+/// next.config's `i18n`: the parts route ownership acts on.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct I18nConfig {
+    pub locales: Vec<String>,
+    pub default_locale: String,
+    /// Whether Next redirects `/` by `Accept-Language` and the `NEXT_LOCALE` cookie.
+    #[serde(default)]
+    pub locale_detection: bool,
+    /// The default locale of each of `i18n.domains`.
+    #[serde(default)]
+    pub domain_default_locales: Vec<String>,
 }
 
 fn yes() -> bool {

@@ -162,6 +162,60 @@ pub fn configured_fixture() -> PathBuf {
         .clone()
 }
 
+/// The fixture built a second time with Pages Router i18n (`locales: ['en', 'fr']`,
+/// `defaultLocale: 'en'`) added to its next.config, in `target/fixture-<name>-i18n`,
+/// sharing the fixture's `node_modules`. Both routers stay: Next builds the app and warns
+/// that i18n is unsupported in the App Router, whose routes it then serves unlocalised.
+pub fn i18n_fixture() -> PathBuf {
+    static READY: OnceLock<PathBuf> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let base = fixture();
+            let name = base.file_name().unwrap().to_string_lossy().into_owned();
+            let dir = repo().join(format!("target/fixture-{name}-i18n"));
+            let lock =
+                std::fs::File::create(repo().join(format!("target/fixture-{name}-i18n.lock")))
+                    .unwrap();
+            lock.lock().expect("i18n fixture lock");
+            let config = "module.exports = {\n  ...require('./next.config.base.js'),\n  i18n: { locales: ['en', 'fr'], defaultLocale: 'en' },\n};\n";
+            let stamp_text = format!("{}-i18n.1", source_hash(&base));
+            let stamp = dir.join(".next/tower-next-fixture.stamp");
+            if std::fs::read_to_string(&stamp).ok().as_deref() != Some(stamp_text.as_str())
+                || !dir.join(".next/BUILD_ID").exists()
+            {
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).unwrap();
+                for entry in std::fs::read_dir(&base).unwrap().flatten() {
+                    let file = entry.file_name();
+                    if [".next", "node_modules", "next.config.js"]
+                        .iter()
+                        .any(|skip| file == *skip)
+                    {
+                        continue;
+                    }
+                    copy_recursively(&entry.path(), &dir.join(&file));
+                }
+                std::fs::copy(
+                    base.join("next.config.js"),
+                    dir.join("next.config.base.js"),
+                )
+                .unwrap();
+                std::fs::write(dir.join("next.config.js"), config).unwrap();
+                run(Command::new("cp")
+                    .arg("-al")
+                    .arg(base.join("node_modules"))
+                    .arg(&dir));
+                progress(&format!("next build in {} (~30 s)", dir.display()));
+                run(Command::new("node")
+                    .args(["node_modules/next/dist/bin/next", "build"])
+                    .current_dir(&dir));
+                std::fs::write(&stamp, &stamp_text).unwrap();
+            }
+            dir
+        })
+        .clone()
+}
+
 fn copy_recursively(from: &Path, to: &Path) {
     if from.is_dir() {
         std::fs::create_dir_all(to).unwrap();
