@@ -139,12 +139,15 @@ async fn locale_prefixed_paths_are_owned_as_next_start_serves_them() {
     let client = support::client();
 
     let build = next.build_id().to_owned();
-    let chunk = std::fs::read_dir(dir.join(".next/static/chunks"))
+    // A chunk of the build (webpack names one `webpack-*.js`; Turbopack has no such name).
+    let mut chunks: Vec<String> = std::fs::read_dir(dir.join(".next/static/chunks"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|name| name.starts_with("webpack-") && name.ends_with(".js"))
-        .expect("a webpack runtime chunk");
+        .filter(|name| name.ends_with(".js"))
+        .collect();
+    chunks.sort();
+    let chunk = chunks.into_iter().next().expect("a script chunk");
     let data = |locale: &str, page: &str| format!("/_next/data/{build}/{locale}{page}.json");
     let mut next_paths: Vec<String> = NEXT_PATHS.iter().map(|p| p.to_string()).collect();
     next_paths.extend([
