@@ -18,7 +18,7 @@ use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tower_next::{Next, NextLayer, NextOptions};
 
-const INNER: &str = "x-inner-service";
+use support::INNER;
 
 async fn prepare_dev(dir: &Path, turbo: bool) -> Next {
     support::init_tracing();

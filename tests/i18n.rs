@@ -5,30 +5,17 @@
 
 mod support;
 
-use axum::{
-    Router,
-    http::{HeaderValue, StatusCode},
-    response::Response,
-    routing::get,
-};
+use axum::{Router, http::StatusCode, routing::get};
 use tower_next::{Next, NextLayer, NextOptions};
 
-/// Every response of the inner service carries this header.
-const INNER: &str = "x-inner-service";
+use support::INNER;
 
 fn inner_router() -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/fr/healthz", get(|| async { "ok fr" }))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "inner 404") })
-        .layer(axum::middleware::map_response(
-            |mut response: Response| async move {
-                response
-                    .headers_mut()
-                    .insert(INNER, HeaderValue::from_static("1"));
-                response
-            },
-        ))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "inner 404") });
+    support::mark_inner(router)
 }
 
 /// Paths Next owns under i18n, as measured with `next start` on Next 15.5.

@@ -7,28 +7,20 @@ mod support;
 use axum::{
     Router,
     extract::{Request, State},
-    http::{HeaderValue, StatusCode},
-    response::{IntoResponse, Response},
+    http::StatusCode,
+    response::IntoResponse,
     routing::get,
 };
 use tower_next::{Next, NextLayer, NextOptions};
 
-/// Every response of the inner service carries this header.
-const INNER: &str = "x-inner-service";
+use support::INNER;
 
 fn inner_router() -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/rust/{*rest}", get(|| async { "rust" }))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "inner 404") })
-        .layer(axum::middleware::map_response(
-            |mut response: Response| async move {
-                response
-                    .headers_mut()
-                    .insert(INNER, HeaderValue::from_static("1"));
-                response
-            },
-        ))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "inner 404") });
+    support::mark_inner(router)
 }
 
 /// Every kind of route in the fixture, as (path, a marker of its body).

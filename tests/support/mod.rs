@@ -380,6 +380,22 @@ pub async fn prepare() -> Next {
 }
 
 /// Serves `router` on 127.0.0.1 (any free port), with the client address available.
+/// The header every response of a test's inner service carries (see [`mark_inner`]).
+pub const INNER: &str = "x-inner-service";
+
+/// `router` with [`INNER`] on each of its responses, so that a test can tell the inner
+/// service's answers from Next's.
+pub fn mark_inner(router: Router) -> Router {
+    router.layer(axum::middleware::map_response(
+        |mut response: axum::response::Response| async move {
+            response
+                .headers_mut()
+                .insert(INNER, axum::http::HeaderValue::from_static("1"));
+            response
+        },
+    ))
+}
+
 pub async fn serve(router: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
