@@ -308,6 +308,32 @@ async fn native_answer(addr: SocketAddr, path: &str) -> Answer {
     panic!("{path} never answered natively");
 }
 
+/// POSTs `revalidate`, then asks `path` twice. Next renders the page again and Rust does
+/// not answer the old one meanwhile: the first answer is not `before`'s page. The render
+/// was reported before its answer left the worker: the second answer is native and the
+/// same new page, which is returned.
+async fn revalidated_then_new(
+    addr: SocketAddr,
+    revalidate: &str,
+    path: &str,
+    before: &Answer,
+) -> Answer {
+    let revalidated = send(reqwest::Method::POST, addr, revalidate, &[]).await;
+    assert_eq!(revalidated.status, StatusCode::OK);
+    let first = get(addr, path, &[]).await;
+    assert_ne!(
+        first.stamp(),
+        before.stamp(),
+        "the old page after POST {revalidate} (answered by {:?}, x-nextjs-cache {:?})",
+        first.native(),
+        first.header("x-nextjs-cache")
+    );
+    let second = get(addr, path, &[]).await;
+    assert_eq!(second.native(), Some("page"));
+    assert_eq!(second.stamp(), first.stamp());
+    second
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn revalidate_path_is_followed_by_the_new_page() {
     revalidate_path(1).await;
@@ -322,27 +348,7 @@ async fn revalidate_path(workers: usize) {
     let _turn = WRITERS.lock().await;
     let (next, addr) = start_with(support::options(), workers).await;
     let before = native_answer(addr, "/stamp").await;
-    let revalidated = send(
-        reqwest::Method::POST,
-        addr,
-        "/api/revalidate?path=/stamp",
-        &[],
-    )
-    .await;
-    assert_eq!(revalidated.status, StatusCode::OK);
-
-    // Next renders the page again; Rust does not answer the old one meanwhile.
-    let first = get(addr, "/stamp", &[]).await;
-    assert_ne!(
-        first.stamp(),
-        before.stamp(),
-        "the old page after revalidatePath"
-    );
-    // The render was reported before its answer left the worker: the next answer is
-    // native and the new page.
-    let second = get(addr, "/stamp", &[]).await;
-    assert_eq!(second.native(), Some("page"));
-    assert_eq!(second.stamp(), first.stamp());
+    let second = revalidated_then_new(addr, "/api/revalidate?path=/stamp", "/stamp", &before).await;
     assert_eq!(second.header("x-nextjs-cache"), "HIT");
     next.shutdown().await;
 }
@@ -364,24 +370,7 @@ async fn revalidate_tag(workers: usize) {
     // `_rsc` empty: the hash Next 16 expects of an RSC request without router headers.
     let rsc_before = get(addr, "/stamp-tag?_rsc=", &[("rsc", "1")]).await;
     assert_eq!(rsc_before.native(), Some("page"));
-    let revalidated = send(
-        reqwest::Method::POST,
-        addr,
-        "/api/revalidate?tag=stamp-tag",
-        &[],
-    )
-    .await;
-    assert_eq!(revalidated.status, StatusCode::OK);
-
-    let first = get(addr, "/stamp-tag", &[]).await;
-    assert_ne!(
-        first.stamp(),
-        before.stamp(),
-        "the old page after revalidateTag"
-    );
-    let second = get(addr, "/stamp-tag", &[]).await;
-    assert_eq!(second.native(), Some("page"));
-    assert_eq!(second.stamp(), first.stamp());
+    revalidated_then_new(addr, "/api/revalidate?tag=stamp-tag", "/stamp-tag", &before).await;
     let rsc_after = get(addr, "/stamp-tag?_rsc=", &[("rsc", "1")]).await;
     assert_eq!(rsc_after.native(), Some("page"));
     assert_ne!(
@@ -529,25 +518,7 @@ async fn a_configured_cache_handler_keeps_working_and_reporting() {
     let (next, addr) = start(support::options().conf(conf)).await;
 
     let before = native_answer(addr, "/stamp").await;
-    let revalidated = send(
-        reqwest::Method::POST,
-        addr,
-        "/api/revalidate?path=/stamp",
-        &[],
-    )
-    .await;
-    assert_eq!(revalidated.status, StatusCode::OK);
-    let first = get(addr, "/stamp", &[]).await;
-    assert_ne!(
-        first.stamp(),
-        before.stamp(),
-        "the old page after revalidatePath (answered by {:?}, x-nextjs-cache {:?})",
-        first.native(),
-        first.header("x-nextjs-cache")
-    );
-    let second = get(addr, "/stamp", &[]).await;
-    assert_eq!(second.native(), Some("page"));
-    assert_eq!(second.stamp(), first.stamp());
+    revalidated_then_new(addr, "/api/revalidate?path=/stamp", "/stamp", &before).await;
     let sets = std::fs::read_to_string(&marker).unwrap_or_default();
     assert!(
         sets.contains("/stamp"),

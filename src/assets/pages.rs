@@ -100,6 +100,29 @@ pub(crate) enum Slot {
     Node,
 }
 
+impl Slot {
+    /// The page made from `source`, or Node's when there is none or Rust cannot answer
+    /// it as Next would.
+    fn of(path: &str, source: Option<Source>, cx: &Context<'_>) -> Slot {
+        source
+            .and_then(|source| Page::new(path, source, cx))
+            .map_or(Slot::Node, |page| Slot::Native(Arc::new(page)))
+    }
+}
+
+impl CacheLife {
+    /// A lifetime as Next stores it: `revalidate` in seconds or `false` (never), and
+    /// `expire` in seconds.
+    fn stored(revalidate: &serde_json::Value, expire: Option<u64>) -> Option<CacheLife> {
+        let revalidate = match revalidate {
+            serde_json::Value::Number(n) => Some(n.as_u64()?),
+            serde_json::Value::Bool(false) => None,
+            _ => return None,
+        };
+        Some(CacheLife { revalidate, expire })
+    }
+}
+
 /// The pages Rust knows, by path (after basePath, without trailing slash).
 #[derive(Clone, Default)]
 pub(crate) struct PageIndex {
@@ -172,12 +195,7 @@ impl PageIndex {
                 continue;
             }
             let folder = server.join(if kind == Kind::App { "app" } else { "pages" });
-            let slot = match read_entry(&server, &folder, path, kind, life) {
-                Some(source) => {
-                    Page::new(path, source, cx).map_or(Slot::Node, |p| Slot::Native(Arc::new(p)))
-                }
-                None => Slot::Node,
-            };
+            let slot = Slot::of(path, read_entry(&server, &folder, path, kind, life), cx);
             index.insert(path.clone(), slot, cx);
         }
         // App Router pages rendered on demand by an earlier process of this build. Next 16
@@ -191,24 +209,17 @@ impl PageIndex {
             let Some(meta) = read_json::<Meta>(&with_suffix(&stem, "meta")) else {
                 continue;
             };
-            let Some(stored) = &meta.cache_control else {
+            let Some(life) = meta
+                .cache_control
+                .as_ref()
+                .and_then(|stored| CacheLife::stored(&stored.revalidate, stored.expire))
+            else {
                 continue;
             };
-            let life = CacheLife {
-                revalidate: stored.revalidate.as_u64(),
-                expire: stored.expire,
-            };
-            if life.revalidate == Some(0)
-                || !(stored.revalidate.is_u64() || stored.revalidate == false)
-            {
+            if life.revalidate == Some(0) {
                 continue;
             }
-            let slot = match read_stem(&stem, meta, Kind::App, life) {
-                Some(source) => {
-                    Page::new(&path, source, cx).map_or(Slot::Node, |p| Slot::Native(Arc::new(p)))
-                }
-                None => Slot::Node,
-            };
+            let slot = Slot::of(&path, read_stem(&stem, meta, Kind::App, life), cx);
             index.insert(path, slot, cx);
         }
         let pages: HashMap<String, String> =
@@ -233,8 +244,7 @@ impl PageIndex {
                 life: None,
                 last_modified: 0,
             };
-            let slot =
-                Page::new(&path, source, cx).map_or(Slot::Node, |p| Slot::Native(Arc::new(p)));
+            let slot = Slot::of(&path, Some(source), cx);
             index.insert(path, slot, cx);
         }
         index
@@ -326,7 +336,7 @@ impl PageIndex {
             life: Some(life),
             last_modified: entry.at,
         };
-        Page::new(&entry.pathname, source, cx).map_or(Slot::Node, |p| Slot::Native(Arc::new(p)))
+        Slot::of(&entry.pathname, Some(source), cx)
     }
 
     /// Applies `revalidateTag(tags)`: the pages carrying one of them are Node's until
@@ -936,15 +946,7 @@ fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body
 impl CachedEntry {
     /// The entry's lifetime, when the worker said.
     fn life(&self) -> Option<CacheLife> {
-        let revalidate = match &self.revalidate {
-            Some(serde_json::Value::Number(n)) => Some(n.as_u64()?),
-            Some(serde_json::Value::Bool(false)) => None,
-            _ => return None,
-        };
-        Some(CacheLife {
-            revalidate,
-            expire: self.expire,
-        })
+        CacheLife::stored(self.revalidate.as_ref()?, self.expire)
     }
 }
 
