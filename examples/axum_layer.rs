@@ -1,5 +1,10 @@
 //! The main usage shape: an axum app with its own routes, and Next.js as a layer that
-//! takes the requests it owns (its pages, `/_next/*`, `public/`, …).
+//! takes the requests it owns (its pages, `/_next/*`, `public/`, …). Paths that neither
+//! Rust nor Next routes get Next's own 404 page, as `next start` answers them.
+//!
+//! Add the fallback before `.layer(..)`: axum's `Router::fallback` and `Router::merge`
+//! called after `.layer(NextLayer..)` replace the layered endpoint, and Next's pages would
+//! then reach that fallback instead of Next.
 //!
 //! ```sh
 //! cargo run --example axum_layer                      # dev mode
@@ -23,13 +28,9 @@ async fn main() -> std::io::Result<()> {
             "/rust/hello",
             get(|| async { Json(serde_json::json!({ "from": "rust" })) }),
         )
-        .layer(
-            NextLayer::new(next.clone())
-                // The seed's custom routes: page /b for path /a, with the query.
-                .route("/a", "/b")
-                .route("/posts/{id}", "/post")
-                .route("/pa", "/pb"),
-        );
+        // Unknown paths: Next's 404 page, with its headers, RSC and conditional answers.
+        .fallback_service(next.service())
+        .layer(NextLayer::new(next.clone()));
 
     let listener = common::listen().await?;
     common::announce(&next);

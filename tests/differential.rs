@@ -14,7 +14,13 @@
 //! - `GET` with `If-None-Match: <ETag of that server's GET>` where the GETs had an ETag;
 //! - `GET` with `If-Modified-Since: <Last-Modified of that server's GET>` where they had one;
 //! - `GET` with `Range: bytes=0-9`;
-//! - `GET` with `Accept-Encoding: gzip`.
+//! - `GET` with `Accept-Encoding: gzip`;
+//! - `GET` with `x-nextjs-data: 1` for `/_next/data` routes, as the client router asks.
+//!
+//! Besides the hand-listed routes, every page in the build's `prerender-manifest.json` is
+//! asked, with its trailing-slash spelling and its data route, and each dynamic Pages
+//! Router route without fallback is asked a path it did not prerender
+//! ([`prerendered_routes`]).
 //!
 //! Compared: the status; every response header, present on one side only or with other
 //! values (a multiset, so repeated `Set-Cookie` and `x-nextjs-prerender` fields count),
@@ -197,6 +203,8 @@ enum Variant {
     Modified,
     Range,
     Gzip,
+    /// A data route as the client router asks it, with `x-nextjs-data: 1`.
+    ClientData,
 }
 
 impl Variant {
@@ -211,6 +219,7 @@ impl Variant {
             Variant::Modified => "GET If-Modified-Since",
             Variant::Range => "GET Range: bytes=0-9",
             Variant::Gzip => "GET gzip",
+            Variant::ClientData => "GET x-nextjs-data: 1",
         }
     }
 }
@@ -287,6 +296,60 @@ fn routes(build_id: &str, assets: &[String]) -> Vec<Route> {
             .iter()
             .map(|url| Route::new(url.clone(), Stable).native()),
     );
+    routes
+}
+
+/// What the build says was prerendered (`prerender-manifest.json`), so that no route
+/// shape is left out because nobody listed it: every prerendered page (native unless it
+/// revalidates), its trailing-slash spelling (Next's 308), a Pages Router page's data
+/// route, and for each dynamic Pages Router route without fallback a path it did not
+/// prerender (Next's 404).
+fn prerendered_routes(dir: &std::path::Path) -> Vec<Route> {
+    use Stability::{Revalidating, Stable};
+    let text = std::fs::read_to_string(dir.join(".next/prerender-manifest.json")).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut routes = Vec::new();
+    for (path, entry) in manifest["routes"].as_object().unwrap() {
+        if ["/_not-found", "/404", "/500", "/_error"].contains(&path.as_str()) {
+            continue;
+        }
+        let revalidates = entry["initialRevalidateSeconds"].is_number();
+        let stability = if revalidates { Revalidating } else { Stable };
+        let data = entry["dataRoute"].as_str();
+        let page = match data {
+            Some(rsc) if rsc.ends_with(".rsc") => Route::app(path.clone(), stability, stability),
+            _ => Route::new(path.clone(), stability),
+        };
+        // Route handlers (no data route) are Node's; prerendered pages are Rust's.
+        let native = !revalidates && data.is_some();
+        routes.push(if native { page.native() } else { page });
+        if path != "/" {
+            routes.push(Route::new(format!("{path}/"), Stable));
+        }
+        if let Some(json) = data.filter(|d| d.ends_with(".json")) {
+            let route = Route::new(json.to_owned(), stability);
+            routes.push(if native { route.native() } else { route });
+        }
+    }
+    for (page, entry) in manifest["dynamicRoutes"].as_object().unwrap() {
+        let pages_router = entry["dataRoute"]
+            .as_str()
+            .is_some_and(|d| d.ends_with(".json"));
+        if pages_router && entry["fallback"] == serde_json::Value::Bool(false) {
+            let unknown = page
+                .split('/')
+                .map(|segment| {
+                    if segment.starts_with('[') {
+                        "not-prerendered"
+                    } else {
+                        segment
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            routes.push(Route::new(unknown, Stable));
+        }
+    }
     routes
 }
 
@@ -652,10 +715,17 @@ async fn compare_all(servers: &Servers, build_id: &str, scope: Scope) -> Report 
                 .send(servers.reference, Method::GET, "/", &[])
                 .await
                 .expect("next start answers /");
-            routes(
+            let mut routes = routes(
                 build_id,
                 &static_assets(&String::from_utf8_lossy(&home.body)),
-            )
+            );
+            let listed: BTreeSet<String> = routes.iter().map(|r| r.path.clone()).collect();
+            routes.extend(
+                prerendered_routes(&support::fixture())
+                    .into_iter()
+                    .filter(|route| !listed.contains(&route.path)),
+            );
+            routes
         }
         Scope::NonCanonical => non_canonical_routes(),
         Scope::Configured => {
@@ -755,6 +825,14 @@ async fn compare_route(servers: &Servers, route: &Route, report: &mut Report) {
     let etags = validators("etag");
     let last_modified = validators("last-modified");
     compare(route, Variant::Get, (reference, ours), None, report);
+
+    if route.path.contains("/_next/data/") {
+        let data = [("x-nextjs-data", "1")];
+        let (reference, ours) = servers
+            .both(route.via, Method::GET, &route.path, &data, &data)
+            .await;
+        compare(route, Variant::ClientData, (reference, ours), None, report);
+    }
 
     if route.rsc.is_some() {
         let rsc = [("rsc", "1")];

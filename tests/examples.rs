@@ -95,19 +95,40 @@ async fn axum_layer() {
     // next.config `headers()` for /about: the answer came through Next.js.
     assert_eq!(about.headers["x-custom-header"], "yes");
 
-    let a = get(&client, server.addr, "/a?x=1").await;
-    assert_eq!(a.status, StatusCode::OK, "{}", excerpt(&a.body));
-    assert!(a.body.contains("Page B"), "{}", excerpt(&a.body));
-    assert_eq!(query_json(&a.body)["x"], "1");
+    // A Pages Router `[id]` page prerendered by `getStaticPaths`, and its trailing-slash
+    // spelling (Next's 308): the example adds no custom routes that could shadow them.
+    let post = get(&client, server.addr, "/posts/first").await;
+    assert_eq!(post.status, StatusCode::OK, "{}", excerpt(&post.body));
+    assert!(
+        post.body.contains("The first post"),
+        "{}",
+        excerpt(&post.body)
+    );
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let slash = get(&no_redirects, server.addr, "/posts/first/").await;
+    assert_eq!(slash.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(slash.headers[header::LOCATION], "/posts/first");
 
-    // Neither Rust nor Next routes it: the inner router's own (empty) 404, not Next's page.
+    // Neither Rust nor Next routes it: the router's fallback is Next, whose 404 page
+    // answers as `next start` does (its ETag, and a 304 to a conditional request).
     let nope = get(&client, server.addr, "/nope").await;
     assert_eq!(nope.status, StatusCode::NOT_FOUND);
     assert!(
-        nope.body.is_empty(),
-        "/nope should be axum's empty 404, got: {}",
+        nope.body.contains("Custom not found"),
+        "/nope should be Next's 404 page, got: {}",
         excerpt(&nope.body)
     );
+    let etag = nope.headers[header::ETAG].to_str().unwrap();
+    let conditional = client
+        .get(format!("http://{}/nope", server.addr))
+        .header(header::IF_NONE_MATCH, etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(conditional.status(), StatusCode::NOT_MODIFIED);
 }
 
 #[tokio::test]

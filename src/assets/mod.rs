@@ -211,7 +211,7 @@ impl Assets {
                 &pages::Context {
                     settings: &settings,
                     rules: &rules,
-                    claimed: &claimed,
+                    routes: &routes,
                 },
             )
         } else {
@@ -245,11 +245,10 @@ impl Assets {
         let updated = match event {
             WorkerEvent::Cache(event) => {
                 let mut index = PageIndex::clone(&self.pages.load());
-                let claimed = |path: &str| self.routes.claimed_by_rules(path);
                 let cx = pages::Context {
                     settings: &self.settings,
                     rules: &self.rules,
-                    claimed: &claimed,
+                    routes: &self.routes,
                 };
                 match event.change {
                     CacheChange::Set(entry) => index.apply_set(entry, &cx),
@@ -263,13 +262,12 @@ impl Assets {
             WorkerEvent::Restarted => {
                 let assets = self.clone();
                 let reload = tokio::task::spawn_blocking(move || {
-                    let claimed = |path: &str| assets.routes.claimed_by_rules(path);
                     PageIndex::load(
                         &assets.dist_dir,
                         &pages::Context {
                             settings: &assets.settings,
                             rules: &assets.rules,
-                            claimed: &claimed,
+                            routes: &assets.routes,
                         },
                     )
                 });

@@ -33,7 +33,7 @@ use super::{
     rules::{HeaderRules, RuleHeaders},
     semantics::{self, Encoding},
 };
-use crate::{body::Body, runtime::CachedEntry};
+use crate::{body::Body, routes::RouteTable, runtime::CachedEntry};
 
 /// The `Vary` Next.js sets on App Router pages (without interception routes).
 const APP_VARY: &str =
@@ -74,6 +74,26 @@ struct Variant {
     chunked: bool,
 }
 
+/// The `/_next/data` answer of a Pages Router page, without and with
+/// `x-nextjs-matched-path` (the page, e.g. `/posts/[id]`). Next's router marks a data
+/// request, and so names the page, when the client sends `x-nextjs-data`, when the app
+/// has middleware, and when the path matched a dynamic route.
+struct Data {
+    unmarked: Variant,
+    matched: Variant,
+    always_matched: bool,
+}
+
+impl Data {
+    fn for_request(&self, request_headers: &HeaderMap) -> (&Variant, &'static str) {
+        if self.always_matched || request_headers.contains_key("x-nextjs-data") {
+            (&self.matched, "data-matched")
+        } else {
+            (&self.unmarked, "data")
+        }
+    }
+}
+
 /// A page Rust answers for.
 pub(crate) struct Page {
     /// Changes whenever the content does (keys the learned gzip answers).
@@ -87,7 +107,7 @@ pub(crate) struct Page {
     fresh_until: Option<u64>,
     html: Variant,
     rsc: Option<Variant>,
-    data: Option<Variant>,
+    data: Option<Data>,
     /// For `/_not-found`: Next's 404 for unknown paths (HTML, RSC).
     unknown: Option<(Variant, Option<Variant>)>,
 }
@@ -168,7 +188,7 @@ pub(crate) struct Source {
 pub(crate) struct Context<'a> {
     pub settings: &'a Settings,
     pub rules: &'a HeaderRules,
-    pub claimed: &'a dyn Fn(&str) -> bool,
+    pub routes: &'a RouteTable,
 }
 
 impl PageIndex {
@@ -372,7 +392,7 @@ impl Page {
                 path
             }
         );
-        if (cx.claimed)(&full) {
+        if cx.routes.claimed_by_rules(&full) {
             return None;
         }
         let RuleHeaders::Known(rules) = cx.rules.for_path(&full) else {
@@ -470,24 +490,32 @@ impl Page {
                             RuleHeaders::Known(data_rules)
                                 if data_rules.is_empty()
                                     && rules.is_empty()
-                                    && !(cx.claimed)(&format!(
+                                    && !cx.routes.claimed_by_rules(&format!(
                                         "{}{data_path}",
                                         settings.base_path
                                     )) =>
                             {
-                                Some(pages_variant(
-                                    &data_rules,
-                                    true,
-                                    Some(path),
-                                    Bytes::from(json.clone().into_bytes()),
-                                    Render {
-                                        content_type: JSON_TYPE,
-                                        cache_control: cache_control.as_deref(),
-                                        etag: Some(semantics::page_etag(json)),
-                                        chunked: false,
-                                    },
-                                    settings,
-                                ))
+                                let route = cx.routes.pages_route(path)?;
+                                let variant = |matched: Option<&str>| {
+                                    pages_variant(
+                                        &data_rules,
+                                        true,
+                                        matched,
+                                        Bytes::from(json.clone().into_bytes()),
+                                        Render {
+                                            content_type: JSON_TYPE,
+                                            cache_control: cache_control.as_deref(),
+                                            etag: Some(semantics::page_etag(json)),
+                                            chunked: false,
+                                        },
+                                        settings,
+                                    )
+                                };
+                                Some(Data {
+                                    unmarked: variant(None),
+                                    matched: variant(Some(route)),
+                                    always_matched: cx.routes.has_middleware() || route != path,
+                                })
                             }
                             _ => None,
                         }
@@ -534,7 +562,7 @@ impl Page {
         let (variant, name) = match want {
             Want::Html => (&self.html, "html"),
             Want::Rsc => (self.rsc.as_ref()?, "rsc"),
-            Want::Data => (self.data.as_ref()?, "data"),
+            Want::Data => self.data.as_ref()?.for_request(request.headers()),
             Want::Unknown { rsc: false } => (&self.unknown.as_ref()?.0, "unknown-html"),
             Want::Unknown { rsc: true } => (self.unknown.as_ref()?.1.as_ref()?, "unknown-rsc"),
         };

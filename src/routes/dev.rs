@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{JsRegex, RouteTable};
+use super::{DynamicRoute, JsRegex, RouteTable};
 
 /// Adds the filename routes found under the project's `app/` and `pages/` folders (or
 /// `src/app/`, `src/pages/`).
@@ -51,7 +51,11 @@ pub(super) fn scan(table: &mut RouteTable, dir: &Path, page_extensions: &[String
 /// A route found on disk: an exact path, or a regex for dynamic segments.
 enum Found {
     Exact(String),
-    Pattern(String),
+    /// A dynamic route: its regex, and its page (`/posts/[id]`).
+    Pattern {
+        regex: String,
+        page: String,
+    },
 }
 
 /// Which router a folder's routes belong to: with i18n, Next treats them differently.
@@ -92,9 +96,9 @@ fn walk(
                 Found::Exact(path) => {
                     exact.insert(path);
                 }
-                Found::Pattern(regex) => {
+                Found::Pattern { regex, page } => {
                     if let Ok(regex) = JsRegex::new(&regex) {
-                        patterns.push(regex);
+                        patterns.push(DynamicRoute { regex, page });
                     }
                 }
             }
@@ -127,9 +131,12 @@ fn app_route(segments: &[String]) -> Option<Found> {
 
 fn route_of<'a>(segments: impl Iterator<Item = &'a str>) -> Found {
     let mut exact = String::new();
+    let mut page = String::new();
     let mut regex = String::from("^");
     let mut dynamic = false;
     for segment in segments {
+        page.push('/');
+        page.push_str(segment);
         if segment.starts_with("[[...") && segment.ends_with("]]") {
             regex.push_str("(?:/(.+?))?");
             dynamic = true;
@@ -148,7 +155,7 @@ fn route_of<'a>(segments: impl Iterator<Item = &'a str>) -> Found {
     }
     if dynamic {
         regex.push_str("(?:/)?$");
-        Found::Pattern(regex)
+        Found::Pattern { regex, page }
     } else if exact.is_empty() {
         Found::Exact("/".into())
     } else {
@@ -179,7 +186,7 @@ mod tests {
             .collect();
         app_route(&segments).map(|found| match found {
             Found::Exact(p) => p,
-            Found::Pattern(r) => r,
+            Found::Pattern { regex, .. } => regex,
         })
     }
 

@@ -7,7 +7,7 @@ use std::{
 
 use serde::Deserialize;
 
-use super::{JsRegex, RouteTable};
+use super::{DynamicRoute, JsRegex, RouteTable};
 use crate::Error;
 
 #[derive(Deserialize)]
@@ -143,11 +143,14 @@ pub(super) fn load(
     exact.extend(app.iter().cloned());
     for route in &routes.dynamic_routes {
         exact.remove(&route.page);
-        let regex = compile(&route.regex)?;
+        let pattern = DynamicRoute {
+            regex: compile(&route.regex)?,
+            page: route.page.clone(),
+        };
         if app.contains(&route.page) {
-            table.app_patterns.push(regex);
+            table.app_patterns.push(pattern);
         } else {
-            table.page_patterns.push(regex);
+            table.page_patterns.push(pattern);
         }
     }
     exact.retain(|page| !INTERNAL_PAGES.contains(&page.as_str()) && !page.contains('['));

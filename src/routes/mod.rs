@@ -42,6 +42,12 @@ impl JsRegex {
     }
 }
 
+/// A route with dynamic segments: the regex of its paths and its page (`/posts/[id]`).
+pub(crate) struct DynamicRoute {
+    regex: JsRegex,
+    page: String,
+}
+
 /// Routes configured on a layer or service: explicit routes and the filename-routes switch.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Routing {
@@ -108,11 +114,11 @@ pub(crate) struct RouteTable {
     /// Pages Router routes without dynamic segments, decoded, without trailing slash.
     pages: HashSet<String>,
     /// Pages Router routes with dynamic segments.
-    page_patterns: Vec<JsRegex>,
+    page_patterns: Vec<DynamicRoute>,
     /// App Router routes without dynamic segments, as `pages`.
     app_pages: HashSet<String>,
     /// App Router routes with dynamic segments.
-    app_patterns: Vec<JsRegex>,
+    app_patterns: Vec<DynamicRoute>,
     /// Pages Router i18n: the configured locales.
     locales: Option<Locales>,
     /// Files in `public/`, as decoded URL paths.
@@ -276,8 +282,21 @@ impl RouteTable {
     fn is_page(&self, normalized: &str, raw: &str) -> bool {
         self.pages.contains(normalized)
             || self.app_pages.contains(normalized)
-            || self.page_patterns.iter().any(|p| p.is_match(raw))
-            || self.app_patterns.iter().any(|p| p.is_match(raw))
+            || self.page_patterns.iter().any(|p| p.regex.is_match(raw))
+            || self.app_patterns.iter().any(|p| p.regex.is_match(raw))
+    }
+
+    /// The Pages Router page that serves `path` (decoded, without trailing slash):
+    /// `/posts/[id]` for `/posts/first`, the path itself for a page without dynamic
+    /// segments. Next names it in `x-nextjs-matched-path`.
+    pub(crate) fn pages_route<'a>(&'a self, path: &'a str) -> Option<&'a str> {
+        if self.pages.contains(path) {
+            return Some(path);
+        }
+        self.page_patterns
+            .iter()
+            .find(|p| p.regex.is_match(path))
+            .map(|p| p.page.as_str())
     }
 
     /// Whether Next serves a filename route for a path that starts with a locale
@@ -290,7 +309,7 @@ impl RouteTable {
         }
         let decoded = without_locale(normalized);
         self.pages.contains(decoded)
-            || self.page_patterns.iter().any(|p| p.is_match(raw))
+            || self.page_patterns.iter().any(|p| p.regex.is_match(raw))
             || (found.default && self.app_pages.contains(decoded))
     }
 
@@ -443,9 +462,10 @@ mod tests {
         table
             .pages
             .extend(["/".to_owned(), "/about".to_owned(), "/legacy".to_owned()]);
-        table
-            .page_patterns
-            .push(JsRegex::new("^/blog/([^/]+?)(?:/)?$").unwrap());
+        table.page_patterns.push(DynamicRoute {
+            regex: JsRegex::new("^/blog/([^/]+?)(?:/)?$").unwrap(),
+            page: "/blog/[slug]".into(),
+        });
         table.public_files.insert("/hello world.txt".into());
         table
             .rules
@@ -569,9 +589,10 @@ mod tests {
         table.pages.insert("/api/ping".to_owned());
         let blog = table.page_patterns.pop().unwrap();
         table.app_patterns.push(blog);
-        table
-            .page_patterns
-            .push(JsRegex::new("^/post/([^/]+?)(?:/)?$").unwrap());
+        table.page_patterns.push(DynamicRoute {
+            regex: JsRegex::new("^/post/([^/]+?)(?:/)?$").unwrap(),
+            page: "/post/[id]".into(),
+        });
         table.public_files.insert("/robots.txt".into());
         table.rules =
             vec![JsRegex::with_flags("^(?!/_next)(?:/(en|fr))/old-about(?:/)?$", "i").unwrap()];

@@ -138,6 +138,8 @@ pub fn configured_fixture() -> PathBuf {
                     "pages",
                     "public",
                     "components",
+                    "lib",
+                    "posts",
                     "middleware.js",
                     "package.json",
                 ] {
