@@ -48,6 +48,8 @@ mod service;
 
 pub use body::{Body, BoxError};
 pub use error::Error;
+/// The network type of [`NextOptions::trusted_proxies`] (from the `ipnet` crate).
+pub use ipnet::IpNet;
 pub use layer::NextLayer;
 pub use next::{Next, request_query};
 pub use options::NextOptions;

@@ -254,6 +254,13 @@ impl Next {
 
     /// The native responders' decision for a request.
     fn native<B>(&self, request: &Request<B>, reach: Reach) -> Decision {
+        if let Some(reason) = refused_by_node(request) {
+            tracing::warn!(method = %request.method(), uri = %request.uri(), reason, "request refused");
+            return Decision::Native(Native::Ready(plain_response(
+                StatusCode::BAD_REQUEST,
+                reason,
+            )));
+        }
         if assets::is_traversal(request.uri().path()) {
             tracing::warn!(path = request.uri().path(), "path traversal refused");
             return Decision::Native(Native::Ready(assets::refuse_traversal()));
@@ -273,7 +280,7 @@ impl Next {
         let mut request = request;
         let upgrade = proxy::take_upgrade(&mut request);
         let public_path = request.uri().path().to_owned();
-        match proxy::prepare(request, &dispatch, self.shared.options.trust_forwarded) {
+        match proxy::prepare(request, &dispatch, &self.shared.options.proxy_trust) {
             Ok(mut request) => {
                 if let Some(upgrade) = &upgrade {
                     upgrade.restore_request_headers(request.headers_mut());
@@ -284,6 +291,20 @@ impl Next {
             Err(reason) => plain_response(StatusCode::BAD_REQUEST, reason),
         }
     }
+}
+
+/// What Node's HTTP server refuses before Next.js sees it, as a reason for a `400`: raw
+/// (unencoded) non-ASCII bytes in the request target, which its parser rejects, and
+/// `CONNECT`, for which it has no handler (it closes the connection).
+fn refused_by_node<B>(request: &Request<B>) -> Option<&'static str> {
+    if request.method() == http::Method::CONNECT {
+        return Some("CONNECT is not supported");
+    }
+    let uri = request.uri();
+    if !uri.path().is_ascii() || uri.query().is_some_and(|query| !query.is_ascii()) {
+        return Some("Bad Request: the request target must be ASCII (percent-encode it)");
+    }
+    None
 }
 
 /// Dev mode: rebuilds the route table after each burst of changes in the route folders,

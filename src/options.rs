@@ -1,7 +1,9 @@
 //! The seed's `next({ dev, dir, conf, quiet, hostname, port, turbo })` options, plus the
 //! settings that only a Rust host needs (which `node`, how long to wait).
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use ipnet::IpNet;
 
 /// How to start a Next.js app: the options of Next's custom server `next({...})`.
 ///
@@ -25,7 +27,7 @@ pub struct NextOptions {
     pub(crate) node_binary: PathBuf,
     pub(crate) start_timeout: Duration,
     pub(crate) ready_wait: Duration,
-    pub(crate) trust_forwarded: bool,
+    pub(crate) proxy_trust: ProxyTrust,
     pub(crate) workers: Option<usize>,
     pub(crate) max_in_flight: usize,
     pub(crate) queue_size: usize,
@@ -53,7 +55,7 @@ impl NextOptions {
             node_binary: PathBuf::from("node"),
             start_timeout: Duration::from_secs(60),
             ready_wait: Duration::from_secs(10),
-            trust_forwarded: false,
+            proxy_trust: ProxyTrust::default(),
             workers: None,
             max_in_flight: 32,
             queue_size: 256,
@@ -130,11 +132,31 @@ impl NextOptions {
         self
     }
 
-    /// Trust `X-Forwarded-For/Proto/Host` from clients, as behind a reverse proxy that sets
-    /// them. Default `false`: the Rust server is the edge, so they are replaced with what it
-    /// saw itself (spoofed values never reach Next.js).
+    /// Trust `Forwarded` and `X-Forwarded-For/Proto/Host/Port` from every client, as
+    /// when every connection comes from a reverse proxy that sets them. Default `false`:
+    /// the Rust server is the edge, so they are replaced with what it saw itself (spoofed
+    /// values never reach Next.js). Prefer [`trusted_proxies`](Self::trusted_proxies),
+    /// which trusts only the proxies' addresses.
     pub fn trust_forwarded_headers(mut self, trust: bool) -> Self {
-        self.trust_forwarded = trust;
+        self.proxy_trust.all = trust;
+        self
+    }
+
+    /// Trust `Forwarded` and `X-Forwarded-*` only from peers in these networks (a single
+    /// address is a `/32` or `/128` network), as nginx's `set_real_ip_from` does: behind
+    /// such a proxy, Next.js sees the public host and scheme the proxy received (Server
+    /// Actions compare `Origin` with `X-Forwarded-Host`), and the client's address is
+    /// appended to `X-Forwarded-For`. From any other peer the headers are replaced.
+    /// The peer address comes from axum's `ConnectInfo` or [`crate::ClientAddr`].
+    ///
+    /// ```
+    /// use tower_next::NextOptions;
+    ///
+    /// let options = NextOptions::new("./web")
+    ///     .trusted_proxies(["10.0.0.0/8".parse().unwrap(), "127.0.0.1/32".parse().unwrap()]);
+    /// ```
+    pub fn trusted_proxies(mut self, networks: impl IntoIterator<Item = IpNet>) -> Self {
+        self.proxy_trust.networks = networks.into_iter().collect();
         self
     }
 
@@ -246,5 +268,24 @@ impl NextOptions {
     pub fn mark_native_responses(mut self, on: bool) -> Self {
         self.mark_native = on;
         self
+    }
+}
+
+/// Whose `Forwarded`/`X-Forwarded-*` headers reach Next.js.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ProxyTrust {
+    all: bool,
+    networks: Vec<IpNet>,
+}
+
+impl ProxyTrust {
+    /// Whether the headers of a request from `peer` are kept.
+    pub(crate) fn trusts(&self, peer: Option<IpAddr>) -> bool {
+        self.all
+            || peer.is_some_and(|peer| {
+                // An IPv4 client on a dual-stack socket appears as `::ffff:a.b.c.d`.
+                let peer = peer.to_canonical();
+                self.networks.iter().any(|network| network.contains(&peer))
+            })
     }
 }

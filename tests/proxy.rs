@@ -145,6 +145,77 @@ async fn forwarded_headers_are_set_and_bridge_headers_cannot_be_spoofed() {
     next.shutdown().await;
 }
 
+/// Issue 10, item e: a Server Action posted through a reverse proxy with nginx's
+/// default headers (`Host` is the upstream, `X-Forwarded-Host` the public host).
+async fn post_action_through_a_proxy(addr: SocketAddr) -> reqwest::Response {
+    let client = support::client();
+    let html = client
+        .get(format!("http://{addr}/action"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut form = reqwest::multipart::Form::new().text("name", "Bob");
+    for (name, value) in support::hidden_inputs(&html) {
+        form = form.text(name, value);
+    }
+    client
+        .post(format!("http://{addr}/action"))
+        .header("host", "backend:3000")
+        .header("x-forwarded-host", "public.example")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("origin", "https://public.example")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_actions_behind_a_trusted_proxy_see_its_forwarded_host() {
+    support::init_tracing();
+    let next = Next::prepare(support::options().trusted_proxies(["127.0.0.1/32".parse().unwrap()]))
+        .await
+        .expect("prepare the fixture");
+    let addr = support::serve(Router::new().layer(NextLayer::new(next.clone()))).await;
+    let response = post_action_through_a_proxy(addr).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.text().await.unwrap().contains("Hello, Bob!"));
+
+    // The proxy's headers reach Next, with the proxy's own address appended.
+    let echoed: serde_json::Value = support::client()
+        .get(format!("http://{addr}/api/echo-headers"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-host", "public.example")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        echoed["x-forwarded-for"], "203.0.113.7, 127.0.0.1",
+        "{echoed}"
+    );
+    assert_eq!(echoed["x-forwarded-host"], "public.example", "{echoed}");
+    assert_eq!(echoed["x-forwarded-proto"], "https", "{echoed}");
+    next.shutdown().await;
+
+    // A peer outside the trusted networks: its forwarded headers are replaced, and Next
+    // refuses the action whose Origin does not match the host it sees.
+    let next = Next::prepare(support::options().trusted_proxies(["10.0.0.0/8".parse().unwrap()]))
+        .await
+        .expect("prepare the fixture");
+    let addr = support::serve(Router::new().layer(NextLayer::new(next.clone()))).await;
+    let response = post_action_through_a_proxy(addr).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    next.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn large_upload_streams_to_a_route_handler() {
     const SIZE: usize = 50 * 1024 * 1024;

@@ -53,11 +53,34 @@ pub fn options() -> NextOptions {
     let options = NextOptions::new(dir)
         .dev(dev)
         .port(address().port())
-        .serve_natively(native);
+        .serve_natively(native)
+        .trusted_proxies(trusted_proxies());
     match std::env::var("WORKERS").ok().and_then(|n| n.parse().ok()) {
         Some(workers) if workers > 0 => options.workers(workers),
         _ => options,
     }
+}
+
+/// `TOWER_NEXT_TRUSTED_PROXIES`: the reverse proxies whose `X-Forwarded-*` headers reach
+/// Next.js, as a comma-separated list of networks or addresses (`10.0.0.0/8,127.0.0.1`).
+/// Unset: none (the example is the edge).
+fn trusted_proxies() -> Vec<tower_next::IpNet> {
+    let list = std::env::var("TOWER_NEXT_TRUSTED_PROXIES").unwrap_or_default();
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<tower_next::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(Into::into))
+                .unwrap_or_else(|_| {
+                    tracing::error!(
+                        item,
+                        "TOWER_NEXT_TRUSTED_PROXIES: not a network or an address"
+                    );
+                    std::process::exit(2);
+                })
+        })
+        .collect()
 }
 
 /// Prepares the app, or exits with the error's advice.

@@ -27,7 +27,7 @@ use super::{
     Native, Settings,
     compressed::{Compressed, Learn, VariantKey},
     rules::{HeaderRules, RuleHeaders},
-    semantics::{self, Encoding, RangeAnswer},
+    semantics::{self, Encoding, RangeAnswer, encode_uri_path},
 };
 use crate::body::Body;
 
@@ -147,7 +147,7 @@ impl FileIndex {
                 });
             let whole = whole_headers(&shape, &validators, settings);
             index.statics.insert(
-                url,
+                encode_uri_path(&url),
                 Arc::new(StaticFile {
                     path,
                     shape,
@@ -162,7 +162,7 @@ impl FileIndex {
         let mut public = Vec::new();
         walk(&public_dir, "", &mut public, &mut index.refused);
         for (url, path, metadata) in public {
-            if index.statics.contains_key(&url) || url.starts_with("/_next/") {
+            if index.statics.contains_key(&encode_uri_path(&url)) || url.starts_with("/_next/") {
                 continue; // Next checks its own folders first.
             }
             let Some(shape) = shape(&url, settings, rules, claimed, false) else {
@@ -181,7 +181,7 @@ impl FileIndex {
                     })
                 });
             index.public.insert(
-                url,
+                encode_uri_path(&url),
                 Arc::new(PublicFile {
                     path,
                     shape,
@@ -200,25 +200,61 @@ impl FileIndex {
         index
     }
 
-    /// The file for a path (after basePath, decoded).
-    pub(super) fn find(&self, path: &str) -> FileMatch<'_> {
-        if path.starts_with("/_next/static/") {
-            return match self.statics.get(path) {
+    /// The file for a request path (after basePath, as sent), matched as Next's
+    /// file-system router matches it: the path as sent, decoded, or encoded once more,
+    /// against each file's name in Next's encoded form (`encodeURIComponent` per
+    /// segment). So `/files/c%2B%2B.txt` and `/files/c++.txt` find `public/files/c++.txt`,
+    /// where `/files/c%2b%2b.txt` and `/files/%63++.txt` do not, as with `next start`.
+    /// Membership in the index is the whole test: no spelling reaches another file.
+    pub(super) fn find(&self, raw: &str) -> FileMatch<'_> {
+        if raw.starts_with("/_next/static/") {
+            return match next_lookup(&self.statics, raw) {
                 Some(file) => FileMatch::Static(file),
                 None => FileMatch::None,
             };
         }
-        if let Some(file) = self.public.get(path) {
+        if let Some(file) = next_lookup(&self.public, raw) {
             return FileMatch::Public(file);
         }
+        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
         if self.refused.iter().any(|prefix| {
-            path == prefix.trim_end_matches('/')
-                || (prefix.ends_with('/') && path.starts_with(prefix.as_str()))
+            decoded == prefix.trim_end_matches('/')
+                || (prefix.ends_with('/') && decoded.starts_with(prefix.as_str()))
         }) {
             return FileMatch::Refused;
         }
         FileMatch::None
     }
+}
+
+/// Next's lookup of a request path among file names kept in its encoded form
+/// (`filesystem.js`): as sent, then `decodeURIComponent` of it, then `encodeURIPath` of it.
+fn next_lookup<'a, T>(files: &'a HashMap<String, T>, raw: &str) -> Option<&'a T> {
+    if let Some(file) = files.get(raw) {
+        return Some(file);
+    }
+    if let Some(decoded) = decode_uri_component(raw)
+        && let Some(file) = files.get(decoded.as_str())
+    {
+        return Some(file);
+    }
+    files.get(encode_uri_path(raw).as_str())
+}
+
+/// JavaScript's `decodeURIComponent`: `None` where it throws (a `%` not followed by two
+/// hex digits, or bytes that are not UTF-8).
+fn decode_uri_component(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    for (i, _) in raw.match_indices('%') {
+        let hex = bytes.get(i + 1..i + 3)?;
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+    }
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()
+        .map(|decoded| decoded.into_owned())
 }
 
 /// The rules, type and default `Cache-Control` of a file, or `None` when it stays Node's.
@@ -249,8 +285,7 @@ fn shape(
 
 /// Collects the regular files under `folder` as (URL path, file path, metadata). Symlinks
 /// are followed only when they stay inside `folder`; those leading out are recorded in
-/// `refused`. Names that a URL cannot carry without percent-encoding are left out (Node
-/// answers them).
+/// `refused` (as decoded URL paths).
 fn walk(
     folder: &Path,
     prefix: &str,
@@ -303,13 +338,10 @@ fn walk(
     }
 }
 
-/// Whether a file name appears in a URL path as is.
+/// Whether a file name can be served (any name but the dot segments; the index keeps it
+/// in Next's encoded form).
 fn url_safe(name: &str) -> bool {
-    name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@[]".contains(&b))
+    name != "." && name != ".."
 }
 
 /// The headers of a `200` with the whole file.
@@ -635,4 +667,45 @@ fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_matched_as_nexts_file_system_router_matches_them() {
+        let files: HashMap<String, u8> = [
+            "/files/c++.txt",
+            "/hello.txt",
+            "/_next/static/chunks/app/blog/[slug]/page-1.js",
+            "/images/dot.svg",
+        ]
+        .iter()
+        .map(|url| (encode_uri_path(url), 0))
+        .collect();
+        let found = |raw: &str| next_lookup(&files, raw).is_some();
+        for raw in [
+            "/files/c++.txt",
+            "/files/c%2B%2B.txt",
+            "/hello.txt",
+            "/hello%2Etxt",
+            "/%68ello.txt",
+            "/images%2Fdot.svg",
+            "/_next/static/chunks/app/blog/%5Bslug%5D/page-1.js",
+            "/_next/static/chunks/app/blog/[slug]/page-1.js",
+        ] {
+            assert!(found(raw), "{raw}");
+        }
+        for raw in [
+            "/files/c%2b%2b.txt",
+            "/files/%63++.txt",
+            "/_next/static/chunks/app/blog/%5bslug%5d/page-1.js",
+            "/_next/static/chunks/app/blog/%5Bslug]/page-1.js",
+            "/hello.txt%",
+            "/files/../hello.txt",
+        ] {
+            assert!(!found(raw), "{raw}");
+        }
+    }
 }

@@ -313,19 +313,60 @@ impl Assets {
         }
         let raw = request.uri().path();
         let rest = strip_base_path(raw, &self.settings.base_path)?;
+        // With header rules or middleware, an encoded spelling may be matched differently
+        // from the one the index was checked with: Node answers it.
+        if rest.contains('%') && !self.settings.decode {
+            return None;
+        }
+
+        // Files are looked up as Next looks them up (see `FileIndex::find`).
+        if !rest.starts_with("/_next/") || rest.starts_with("/_next/static/") {
+            match self.files.find(rest) {
+                FileMatch::Static(file) => {
+                    let native = files::serve_static(
+                        request,
+                        file,
+                        &self.settings,
+                        &self.compressed,
+                        learn,
+                    )?;
+                    return Some((native, "static"));
+                }
+                FileMatch::Public(file) => {
+                    let native = files::serve_public(
+                        request,
+                        file,
+                        &self.settings,
+                        &self.compressed,
+                        learn,
+                    )?;
+                    return Some((native, "public"));
+                }
+                FileMatch::Refused => {
+                    tracing::warn!(
+                        path = rest,
+                        "refused: a public/ symlink that leads out of the folder"
+                    );
+                    return Some((self.refused(request), "refused"));
+                }
+                FileMatch::None if rest.starts_with("/_next/static/") => return None,
+                FileMatch::None => {}
+            }
+        }
+
         let decoded = self.decode(rest)?;
         let path = decoded.as_ref();
-
+        // A page is answered here only from its canonical spelling: `next start` answers
+        // some other spellings of a static route 404 (`/%70ricing`), some with the page.
+        if rest.contains('%') && semantics::encode_uri_path(path) != rest {
+            return None;
+        }
         if path.starts_with("/_next/") {
-            if path.starts_with("/_next/static/") {
-                let FileMatch::Static(file) = self.files.find(path) else {
-                    return None;
-                };
-                let native =
-                    files::serve_static(request, file, &self.settings, &self.compressed, learn)?;
-                return Some((native, "static"));
-            }
-            if path.starts_with("/_next/data/") && self.page_request_allowed(request, false) {
+            // With `RSC: 1`, Next adds the App Router's `Vary` even to a data route.
+            if path.starts_with("/_next/data/")
+                && !headers.contains_key("rsc")
+                && self.page_request_allowed(request, false)
+            {
                 let pages = self.pages.load();
                 let page = pages.get_data(path)?;
                 let native =
@@ -333,22 +374,6 @@ impl Assets {
                 return Some((native, "data"));
             }
             return None;
-        }
-
-        match self.files.find(path) {
-            FileMatch::Public(file) => {
-                let native =
-                    files::serve_public(request, file, &self.settings, &self.compressed, learn)?;
-                return Some((native, "public"));
-            }
-            FileMatch::Refused => {
-                tracing::warn!(
-                    path,
-                    "refused: a public/ symlink that leads out of the folder"
-                );
-                return Some((self.refused(request), "refused"));
-            }
-            FileMatch::Static(_) | FileMatch::None => {}
         }
 
         let want = match headers.get("rsc") {
@@ -396,9 +421,6 @@ impl Assets {
             return None;
         }
         let decoded = if path.contains('%') {
-            if !self.settings.decode {
-                return None;
-            }
             let lower = path.to_ascii_lowercase();
             if ["%2f", "%5c", "%00", "%2e"]
                 .iter()
@@ -467,6 +489,7 @@ impl Assets {
         canonical
             && !raw.contains('%')
             && !raw.contains("//")
+            && !raw.contains('\\')
             && !STATUS_PAGES.contains(&rest)
             && matches!(self.rules.for_path(raw), RuleHeaders::Known(ref h) if h.is_empty())
     }
@@ -490,21 +513,17 @@ impl Assets {
     }
 }
 
-/// Paths that try to leave a folder: a `..` segment (also spelled `%2e%2e` or with
-/// backslashes), an encoded separator (`%2f`, `%5c`) or a NUL. Refused with 400 before
-/// anything looks them up, natively or in Node (which would 404, or redirect).
+/// Paths that try to leave a folder: a `..` segment (also spelled `%2e%2e`). Refused with
+/// 400 before anything looks them up, natively or in Node. `next start` answers these 404,
+/// a redirect or the page of the normalised path; refusing them is stricter on purpose.
+/// Encoded separators (`%2f`, `%5c`) and NUL are not refused: in a dynamic segment they
+/// are part of the parameter (`/wiki/AC%2FDC`), Next's file lookups match names exactly
+/// (see `FileIndex::find`), and native lookups leave such spellings to Node. Backslashes
+/// are Node's too: Next redirects them to the `/` spelling before anything else.
 pub(crate) fn is_traversal(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%00")
-        || lower.contains('\0')
-        || lower.contains("%2f")
-        || lower.contains("%5c")
-    {
-        return true;
-    }
-    lower
+    path.to_ascii_lowercase()
         .replace("%2e", ".")
-        .split(['/', '\\'])
+        .split('/')
         .any(|segment| segment == "..")
 }
 
@@ -620,15 +639,11 @@ mod tests {
             "/_next/static/../../package.json",
             "/_next/static/%2e%2e/%2e%2e/package.json",
             "/_next/static/%2E%2E/package.json",
-            "/_next/static/..%2f..%2fpackage.json",
-            "/_next/static/..%5c..%5cBUILD_ID",
-            "/_next/static/chunks\\..\\..\\BUILD_ID",
-            "/hello.txt%00",
-            "/images%2fdot.svg",
             "/..",
         ] {
             assert!(is_traversal(path), "{path}");
         }
+        // Parameters and spellings Next answers itself (a page, a 404 or a redirect).
         for path in [
             "/",
             "/about",
@@ -636,6 +651,12 @@ mod tests {
             "/.well-known/x",
             "/docs/a%20b",
             "/%61bout",
+            "/wiki/AC%2FDC",
+            "/wiki/back%5Cslash",
+            "/blog/..%2f..%2fpackage.json",
+            "/images%2fdot.svg",
+            "/about\\..\\x",
+            "/hello.txt%00",
         ] {
             assert!(!is_traversal(path), "{path}");
         }

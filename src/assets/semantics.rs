@@ -531,6 +531,26 @@ pub(crate) fn rsc_hash_matches(request: &HeaderMap, query: Option<&str>) -> bool
     actual == expected
 }
 
+/// Characters `encodeURIComponent` leaves as they are.
+const URI_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+/// Next's `encodeURIPath`: `encodeURIComponent` of each `/`-separated segment.
+pub(crate) fn encode_uri_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| percent_encoding::utf8_percent_encode(segment, URI_COMPONENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

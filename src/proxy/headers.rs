@@ -89,6 +89,7 @@ pub(crate) fn to_worker(headers: &mut HeaderMap, authority: Option<&str>, origin
         }
     } else {
         headers.remove(&X_FORWARDED_PORT);
+        headers.remove(header::FORWARDED);
         match origin.peer {
             Some(peer) => set(headers, X_FORWARDED_FOR, &peer.to_string()),
             None => {
@@ -183,6 +184,7 @@ mod tests {
         headers.insert("x-forwarded-for", "1.1.1.1".parse().unwrap());
         headers.insert("x-forwarded-host", "evil.example".parse().unwrap());
         headers.insert("host", "app.example".parse().unwrap());
+        headers.insert("forwarded", "host=evil.example".parse().unwrap());
         to_worker(&mut headers, None, origin(false));
         assert!(
             headers
@@ -192,6 +194,7 @@ mod tests {
         assert_eq!(headers["x-forwarded-for"], "10.1.2.3");
         assert_eq!(headers["x-forwarded-host"], "app.example");
         assert_eq!(headers["x-forwarded-proto"], "http");
+        assert!(headers.get("forwarded").is_none());
     }
 
     #[test]

@@ -14,7 +14,10 @@ use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
-use crate::body::{Body, plain_response};
+use crate::{
+    body::{Body, plain_response},
+    options::ProxyTrust,
+};
 use connector::UnixConnector;
 
 /// The client address of a request, for `X-Forwarded-For`.
@@ -175,7 +178,7 @@ fn failed(err: &hyper_util::client::legacy::Error, reason: &str) -> Response<Bod
 pub(crate) fn prepare(
     request: Request<Body>,
     dispatch: &Dispatch,
-    trust_forwarded: bool,
+    trust: &ProxyTrust,
 ) -> Result<Request<Body>, &'static str> {
     let (mut parts, body) = request.into_parts();
     let peer = client_addr(&parts.extensions).map(|addr| addr.ip());
@@ -187,7 +190,7 @@ pub(crate) fn prepare(
         headers::Origin {
             peer,
             scheme: &scheme,
-            trust_forwarded,
+            trust_forwarded: trust.trusts(peer),
         },
     );
     match dispatch {

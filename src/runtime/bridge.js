@@ -454,7 +454,9 @@ async function main() {
         const renderUrl = { ...parsedUrl, search: null, path: null, href: null, query: renderQuery };
         work = app.render(req, res, render, renderQuery, renderUrl);
       } else {
-        work = handle(req, res, parsedUrl);
+        // Next parses the URL itself, as under `next start`: Node's legacy url.parse()
+        // turns backslashes into slashes, and Next would not redirect them (308) then.
+        work = handle(req, res);
       }
     } catch (err) {
       work = Promise.reject(err);

@@ -172,50 +172,74 @@ pub fn i18n_fixture() -> PathBuf {
     static READY: OnceLock<PathBuf> = OnceLock::new();
     READY
         .get_or_init(|| {
-            let base = fixture();
-            let name = base.file_name().unwrap().to_string_lossy().into_owned();
-            let dir = repo().join(format!("target/fixture-{name}-i18n"));
-            let lock =
-                std::fs::File::create(repo().join(format!("target/fixture-{name}-i18n.lock")))
-                    .unwrap();
-            lock.lock().expect("i18n fixture lock");
-            let config = "module.exports = {\n  ...require('./next.config.base.js'),\n  i18n: { locales: ['en', 'fr'], defaultLocale: 'en' },\n};\n";
-            let stamp_text = format!("{}-i18n.1", source_hash(&base));
-            let stamp = dir.join(".next/tower-next-fixture.stamp");
-            if std::fs::read_to_string(&stamp).ok().as_deref() != Some(stamp_text.as_str())
-                || !dir.join(".next/BUILD_ID").exists()
-            {
-                let _ = std::fs::remove_dir_all(&dir);
-                std::fs::create_dir_all(&dir).unwrap();
-                for entry in std::fs::read_dir(&base).unwrap().flatten() {
-                    let file = entry.file_name();
-                    if [".next", "node_modules", "next.config.js"]
-                        .iter()
-                        .any(|skip| file == *skip)
-                    {
-                        continue;
-                    }
-                    copy_recursively(&entry.path(), &dir.join(&file));
-                }
-                std::fs::copy(
-                    base.join("next.config.js"),
-                    dir.join("next.config.base.js"),
-                )
-                .unwrap();
-                std::fs::write(dir.join("next.config.js"), config).unwrap();
-                run(Command::new("cp")
-                    .arg("-al")
-                    .arg(base.join("node_modules"))
-                    .arg(&dir));
-                progress(&format!("next build in {} (~30 s)", dir.display()));
-                run(Command::new("node")
-                    .args(["node_modules/next/dist/bin/next", "build"])
-                    .current_dir(&dir));
-                std::fs::write(&stamp, &stamp_text).unwrap();
-            }
-            dir
+            variant_fixture(
+                "i18n",
+                &[],
+                "module.exports = {\n  ...require('./next.config.base.js'),\n  i18n: { locales: ['en', 'fr'], defaultLocale: 'en' },\n};\n",
+            )
         })
         .clone()
+}
+
+/// The fixture built without its middleware (`middleware.js` on 15, `proxy.js` on 16), in
+/// `target/fixture-<name>-plain`: an app whose percent-encoded spellings Rust may decode
+/// and answer itself (with middleware, Node answers them).
+pub fn plain_fixture() -> PathBuf {
+    static READY: OnceLock<PathBuf> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            variant_fixture(
+                "plain",
+                &["middleware.js", "proxy.js"],
+                "module.exports = require('./next.config.base.js');\n",
+            )
+        })
+        .clone()
+}
+
+/// A variant of the fixture in `target/fixture-<name>-<suffix>`: its sources without
+/// `skip`, `config` as next.config.js (`next.config.base.js` is the fixture's own), and
+/// the fixture's `node_modules` hard-linked; built once, again when the sources change.
+fn variant_fixture(suffix: &str, skip: &[&str], config: &str) -> PathBuf {
+    let base = fixture();
+    let name = base.file_name().unwrap().to_string_lossy().into_owned();
+    let dir = repo().join(format!("target/fixture-{name}-{suffix}"));
+    let lock =
+        std::fs::File::create(repo().join(format!("target/fixture-{name}-{suffix}.lock"))).unwrap();
+    lock.lock().expect("fixture variant lock");
+    let mut hasher = DefaultHasher::new();
+    (skip, config).hash(&mut hasher);
+    let stamp_text = format!("{}-{suffix}-{:016x}", source_hash(&base), hasher.finish());
+    let stamp = dir.join(".next/tower-next-fixture.stamp");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(stamp_text.as_str())
+        || !dir.join(".next/BUILD_ID").exists()
+    {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(&base).unwrap().flatten() {
+            let file = entry.file_name();
+            if [".next", "node_modules", "next.config.js"]
+                .iter()
+                .chain(skip)
+                .any(|skip| file == *skip)
+            {
+                continue;
+            }
+            copy_recursively(&entry.path(), &dir.join(&file));
+        }
+        std::fs::copy(base.join("next.config.js"), dir.join("next.config.base.js")).unwrap();
+        std::fs::write(dir.join("next.config.js"), config).unwrap();
+        run(Command::new("cp")
+            .arg("-al")
+            .arg(base.join("node_modules"))
+            .arg(&dir));
+        progress(&format!("next build in {} (~30 s)", dir.display()));
+        run(Command::new("node")
+            .args(["node_modules/next/dist/bin/next", "build"])
+            .current_dir(&dir));
+        std::fs::write(&stamp, &stamp_text).unwrap();
+    }
+    dir
 }
 
 fn copy_recursively(from: &Path, to: &Path) {
