@@ -54,6 +54,11 @@ pub enum Error {
         /// What was wrong with it.
         detail: String,
     },
+    /// A [`crate::NextOptions`] setting that cannot work, e.g. `workers(0)`.
+    InvalidOptions {
+        /// Which setting, and why.
+        detail: String,
+    },
     /// [`crate::Next::reload`] after [`crate::Next::shutdown`].
     ShutDown,
     /// [`crate::Next::reload`] in development mode, where Next.js recompiles changed files
@@ -101,6 +106,7 @@ impl fmt::Display for Error {
             Error::Manifest { path, detail } => {
                 write!(f, "could not read {}: {detail}", path.display())
             }
+            Error::InvalidOptions { detail } => write!(f, "invalid NextOptions: {detail}"),
             Error::ShutDown => write!(f, "the Next.js app has been shut down"),
             Error::ReloadInDev => write!(
                 f,

@@ -37,6 +37,7 @@
 
 mod assets;
 mod body;
+mod cache;
 mod error;
 pub mod layer;
 mod next;
@@ -44,7 +45,7 @@ mod options;
 mod proxy;
 mod routes;
 mod runtime;
-mod service;
+pub mod service;
 
 pub use body::{Body, BoxError};
 pub use error::Error;
@@ -55,4 +56,4 @@ pub use next::{Next, request_query};
 pub use options::NextOptions;
 pub use proxy::ClientAddr;
 pub use runtime::{PoolStatus, WorkerHealth, WorkerStatus};
-pub use service::{NextService, ResponseFuture};
+pub use service::NextService;

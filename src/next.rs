@@ -8,12 +8,12 @@ use std::{
 use http::{Request, Response, StatusCode};
 
 use crate::{
-    Error, NextOptions,
-    assets::{self, Assets, Decision, Native, Reach},
+    Error, NextLayer, NextOptions,
+    assets::{self, Assets, Decision, Native},
     body::{Body, BoxError, plain_response},
-    proxy::{self, Applied, Dispatch, Fence},
-    routes::{DevWatch, RouteTable, Routing},
-    runtime::{AppInfo, Generation, PoolStatus, SlotEvents, WorkerEvent, WorkerPool},
+    cache, proxy,
+    routes::{DevWatch, Dispatch, Reach, RouteTable, Target},
+    runtime::{AppInfo, Generation, PoolStatus, WorkerPool},
     service::NextService,
 };
 
@@ -53,10 +53,21 @@ impl Next {
     /// Starts the app and waits until it is ready: `app.prepare()`.
     ///
     /// Spawns the Node.js workers ([`NextOptions::workers`]) running the embedded bridge,
-    /// waits for Next.js to be prepared in each and loads the route table. Fails with an
-    /// actionable [`Error`] when Node.js or the `next` package is missing, the production
-    /// build is missing or stale, or a worker exits while starting.
+    /// waits for Next.js to be prepared in each and loads the route table.
+    ///
+    /// # Errors
+    /// An [`Error`] that says what to do: [`Error::InvalidOptions`] for settings that
+    /// cannot work, [`Error::ProjectDir`] when `dir` is not a folder,
+    /// [`Error::NodeNotFound`] and [`Error::NextNotInstalled`] when Node.js or the `next`
+    /// package is missing, [`Error::BuildMissing`] when the production build is missing
+    /// or was made by another Next.js version, [`Error::StartTimeout`] and
+    /// [`Error::WorkerFailed`] when a worker does not become ready (with its last stderr
+    /// lines), [`Error::Manifest`] when the build output cannot be read, [`Error::Io`]
+    /// for operating-system errors.
     pub async fn prepare(options: NextOptions) -> Result<Next, Error> {
+        options
+            .check()
+            .map_err(|detail| Error::InvalidOptions { detail })?;
         let dir = project_dir(&options.dir)?;
         // A private 0700 folder for the sockets and the scripts.
         let private_dir = tempfile::Builder::new()
@@ -83,7 +94,13 @@ impl Next {
             move |dir, info| App::load(dir, info, &app_options),
         )
         .await?;
-        apply_cache_events(&pool.current());
+        let generation = pool.current();
+        cache::keep_current(
+            generation.take_events(),
+            generation.app.assets.clone(),
+            generation.fence().clone(),
+        );
+        drop(generation);
         let (dev_watcher, changes) = dev_watch.unzip();
         let shared = Arc::new(Shared {
             options,
@@ -100,7 +117,13 @@ impl Next {
     /// The request handler, `app.getRequestHandler()`: a tower `Service` that gives every
     /// request to Next.js. Use it as a fallback service, or behind your own middleware.
     pub fn service(&self) -> NextService {
-        NextService::new(self.clone(), Routing::default())
+        NextService::new(self.clone())
+    }
+
+    /// A [`NextLayer`] for this app: Next.js for the requests it owns, the wrapped service
+    /// for the rest. The same as `NextLayer::new(next.clone())`.
+    pub fn layer(&self) -> NextLayer {
+        NextLayer::new(self.clone())
     }
 
     /// Renders Next page `page` for this request, with `query` as its query:
@@ -120,10 +143,6 @@ impl Next {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        if !page.starts_with('/') {
-            tracing::error!(page, "render: the page path must start with '/'");
-            return plain_response(StatusCode::INTERNAL_SERVER_ERROR, "invalid page path");
-        }
         let query = {
             // Not held across the await below: the serializer is not `Send`.
             let mut encoded = form_urlencoded::Serializer::new(String::new());
@@ -132,11 +151,11 @@ impl Next {
             }
             encoded.finish()
         };
-        let dispatch = Dispatch::Render {
+        let target = Target::Render {
             page: page.to_owned(),
             query,
         };
-        self.dispatch(request.map(Body::new), dispatch).await
+        self.serve(request.map(Body::new), target).await
     }
 
     /// Next's own 404 page for this request: `app.render404(req, res)`.
@@ -145,8 +164,7 @@ impl Next {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        self.dispatch(request.map(Body::new), Dispatch::NotFound)
-            .await
+        self.serve(request.map(Body::new), Target::NotFound).await
     }
 
     /// Stops gracefully: no new requests (they get `503`), requests in flight finish (up
@@ -184,8 +202,11 @@ impl Next {
     /// [`NextOptions::new`]) at the new one before calling `reload`. A build made in place
     /// replaces the files the running workers read while it runs; see the README.
     ///
-    /// On error (the new build is missing or its workers fail to start) the running app
-    /// is left as it was. In development mode it is an error: Next.js recompiles itself.
+    /// # Errors
+    /// [`Error::ReloadInDev`] in development mode (Next.js recompiles itself),
+    /// [`Error::ShutDown`] after [`Next::shutdown`], and the errors of [`Next::prepare`]
+    /// when the new build is missing or its workers fail to start. On error the running
+    /// app is left as it was.
     pub async fn reload(&self) -> Result<(), Error> {
         let dev = self.shared.options.dev;
         if dev {
@@ -197,7 +218,12 @@ impl Next {
             .pool
             .reload(dir, |dir, info| App::load(dir, info, options))
             .await?;
-        apply_cache_events(&self.shared.pool.current());
+        let generation = self.shared.pool.current();
+        cache::keep_current(
+            generation.take_events(),
+            generation.app.assets.clone(),
+            generation.fence().clone(),
+        );
         Ok(())
     }
 
@@ -217,12 +243,6 @@ impl Next {
         self.shared.pool.current().dir.clone()
     }
 
-    /// The process id of a Node.js worker, if one is running (for monitoring; see
-    /// [`Next::pool_status`] for all of them).
-    pub fn worker_pid(&self) -> Option<u32> {
-        self.shared.pool.current().first_pid()
-    }
-
     /// The workers and their load, for monitoring.
     pub fn pool_status(&self) -> PoolStatus {
         self.shared.pool.status()
@@ -237,9 +257,29 @@ impl Next {
         Routes(self.shared.pool.current())
     }
 
+    /// Answers a request Next.js owns, as `target` says.
+    pub(crate) async fn serve(&self, request: Request<Body>, target: Target) -> Response<Body> {
+        match target {
+            Target::Handle(reach) => self.handle(request, reach).await,
+            Target::Rewrite(path_and_query) => {
+                let request = rewrite_target(request, &path_and_query);
+                self.dispatch(request, Dispatch::Handle).await
+            }
+            Target::Render { page, .. } if !page.starts_with('/') => {
+                tracing::error!(page, "render: the page path must start with '/'");
+                plain_response(StatusCode::INTERNAL_SERVER_ERROR, "invalid page path")
+            }
+            Target::Render { page, query } => {
+                self.dispatch(request, Dispatch::Render { page, query })
+                    .await
+            }
+            Target::NotFound => self.dispatch(request, Dispatch::NotFound).await,
+        }
+    }
+
     /// Answers a request that Next.js would handle as it is: natively when Rust can give
     /// `next start`'s answer, else through a worker.
-    pub(crate) async fn handle(&self, request: Request<Body>, reach: Reach) -> Response<Body> {
+    async fn handle(&self, request: Request<Body>, reach: Reach) -> Response<Body> {
         match self.native(&request, reach) {
             Decision::Native(native) => native.into_response().await,
             Decision::Node(learn) => {
@@ -272,11 +312,7 @@ impl Next {
     }
 
     /// Sends a request to a worker of the pool.
-    pub(crate) async fn dispatch(
-        &self,
-        request: Request<Body>,
-        dispatch: Dispatch,
-    ) -> Response<Body> {
+    async fn dispatch(&self, request: Request<Body>, dispatch: Dispatch) -> Response<Body> {
         let mut request = request;
         let upgrade = proxy::take_upgrade(&mut request);
         let public_path = request.uri().path().to_owned();
@@ -291,6 +327,21 @@ impl Next {
             Err(reason) => plain_response(StatusCode::BAD_REQUEST, reason),
         }
     }
+}
+
+/// Replaces the path and query of a request, keeping scheme and authority.
+fn rewrite_target(mut request: Request<Body>, path_and_query: &str) -> Request<Body> {
+    let mut parts = request.uri().clone().into_parts();
+    match path_and_query.parse() {
+        Ok(target) => {
+            parts.path_and_query = Some(target);
+            if let Ok(uri) = http::Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+        Err(err) => tracing::error!(%path_and_query, error = %err, "invalid rewrite target"),
+    }
+    request
 }
 
 /// What Node's HTTP server refuses before Next.js sees it, as a reason for a `400`: raw
@@ -367,49 +418,6 @@ impl App {
             None
         };
         Ok(App { routes, assets })
-    }
-}
-
-/// Applies each worker's cache events to its generation's native responders, in order,
-/// and publishes the last one applied (the worker's proxy waits on it).
-fn apply_cache_events(generation: &Generation<App>) {
-    for events in generation.take_events() {
-        tokio::spawn(keep_current(
-            events,
-            generation.app.assets.clone(),
-            generation.fence().clone(),
-        ));
-    }
-}
-
-async fn keep_current(events: SlotEvents, assets: Option<Arc<Assets>>, fence: Arc<Fence>) {
-    let SlotEvents {
-        slot,
-        mut received,
-        applied,
-    } = events;
-    let mut progress = Applied::default();
-    while let Some(event) = received.recv().await {
-        let number = match &event {
-            WorkerEvent::Cache(event) => Some(event.generation),
-            WorkerEvent::Restarted => None,
-        };
-        if let Some(assets) = &assets {
-            assets.apply(event).await;
-        }
-        let up_to = match number {
-            Some(number) => progress.record(number),
-            // The index was read again from disk, which holds whatever the last process
-            // wrote, and the new process numbers its events above the last one's.
-            None => {
-                let noted = match fence.journal() {
-                    Some(journal) => journal.noted(None).await.get(slot).copied().unwrap_or(0),
-                    None => 0,
-                };
-                progress.restart(noted)
-            }
-        };
-        applied.send_modify(|applied| *applied = (*applied).max(up_to));
     }
 }
 

@@ -168,10 +168,8 @@ impl NextOptions {
     /// one worker, the workers share Next's cache through the project's `.next` folder
     /// (see the README, "The worker pool"), unless next.config sets its own `cacheHandler`.
     ///
-    /// # Panics
-    /// When `workers` is 0.
+    /// 0 is refused by [`crate::Next::prepare`] with [`crate::Error::InvalidOptions`].
     pub fn workers(mut self, workers: usize) -> Self {
-        assert!(workers > 0, "a pool needs at least one worker");
         self.workers = Some(workers);
         self
     }
@@ -180,10 +178,8 @@ impl NextOptions {
     /// moment it is sent until its response body has been sent in full (or dropped). More
     /// requests wait in the queue.
     ///
-    /// # Panics
-    /// When `max` is 0.
+    /// 0 is refused by [`crate::Next::prepare`] with [`crate::Error::InvalidOptions`].
     pub fn max_in_flight(mut self, max: usize) -> Self {
-        assert!(max > 0, "max_in_flight must be at least 1");
         self.max_in_flight = max;
         self
     }
@@ -235,6 +231,17 @@ impl NextOptions {
     }
 
     /// The number of workers this configuration runs: 1 in development.
+    /// The options that cannot work, as the reason to give.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.workers == Some(0) {
+            return Err("workers(0): a pool needs at least one worker".into());
+        }
+        if self.max_in_flight == 0 {
+            return Err("max_in_flight(0): a worker must take at least one request".into());
+        }
+        Ok(())
+    }
+
     pub(crate) fn worker_count(&self) -> usize {
         if self.dev {
             if self.workers.is_some_and(|n| n > 1) {

@@ -1,5 +1,18 @@
 //! [`NextService`]: the request handler, a tower `Service` that gives every request to
-//! Next.js (the seed's `app.getRequestHandler()`).
+//! Next.js (the seed's `app.getRequestHandler()`), and its [`ResponseFuture`].
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use tower_next::{Next, NextOptions};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let next = Next::prepare(NextOptions::new("./web")).await?;
+//! // Whatever the Router does not route goes to Next.js; unknown paths get its 404 page.
+//! let app: Router = Router::new()
+//!     .route("/api/health", get(|| async { "ok" }))
+//!     .fallback_service(next.service());
+//! # Ok(()) }
+//! ```
 
 use std::{
     convert::Infallible,
@@ -10,14 +23,12 @@ use std::{
 };
 
 use futures::future::BoxFuture;
-use http::{Request, Response};
+use http::{Request, Response, Uri};
 
 use crate::{
     Next,
-    assets::Reach,
     body::{Body, BoxError},
-    proxy::Dispatch,
-    routes::{Owner, Routing},
+    routes::{Owner, Routing, Target},
 };
 
 /// Next.js's request handler as a tower `Service`. Made by [`Next::service`].
@@ -32,19 +43,22 @@ pub struct NextService {
 }
 
 impl NextService {
-    pub(crate) fn new(next: Next, routing: Routing) -> Self {
+    pub(crate) fn new(next: Next) -> Self {
         NextService {
             next,
-            routing: Arc::new(routing),
+            routing: Arc::default(),
         }
     }
 
     /// Renders Next page `page` for requests whose path matches `pattern`, with the
-    /// request's query plus the pattern's parameters: `.route("/a", "/b")`,
-    /// `.route("/posts/{id}", "/post")`, `.route("/files/{*path}", "/file")`.
+    /// request's query plus the pattern's parameters: the seed's custom route
+    /// `app.render(req, res, '/b', query)` for `/a`. Patterns use axum's syntax:
+    /// `.route("/a", "/b")`, `.route("/posts/{id}", "/post")`,
+    /// `.route("/files/{*path}", "/file")`. A page that does not start with `/` is
+    /// answered `500`, as by [`Next::render`].
     ///
     /// # Panics
-    /// When `pattern` or `page` does not start with `/`.
+    /// When `pattern` does not start with `/`.
     pub fn route(mut self, pattern: &str, page: &str) -> Self {
         Arc::make_mut(&mut self.routing).add_route(pattern, page);
         self
@@ -52,11 +66,31 @@ impl NextService {
 
     /// Serve filename routes (`app/` and `pages/` files) or not: next.config's
     /// `useFileSystemPublicRoutes`, set here. Default: next.config's value. When off, only
-    /// explicit routes, `/_next/*`, `public/` files and next.config rules reach Next.js;
-    /// everything else gets Next's 404 page.
+    /// explicit routes, `/_next/*`, `public/` files and next.config rules reach Next.js
+    /// (as a layer's inner service gets the rest: client-side navigations to filename
+    /// routes too, `/_next/data/…` and `RSC: 1`); as a plain service, everything else
+    /// gets Next's 404 page.
     pub fn use_file_system_public_routes(mut self, on: bool) -> Self {
         Arc::make_mut(&mut self.routing).set_file_system_routes(on);
         self
+    }
+
+    /// Who answers a request for `uri` when this service wraps another (as a layer).
+    pub(crate) fn owner(&self, uri: &Uri) -> Owner {
+        self.next.routes().owner(&self.routing, uri)
+    }
+
+    /// Answers a request Next.js owns.
+    pub(crate) fn serve<B>(&self, request: Request<B>, target: Target) -> ResponseFuture
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let next = self.next.clone();
+        let request = request.map(Body::new);
+        ResponseFuture {
+            future: Box::pin(async move { next.serve(request, target).await }),
+        }
     }
 }
 
@@ -74,47 +108,21 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let routes = self.next.routes();
-        let (dispatch, rewrite, reach) = match routes.owner(&self.routing, request.uri()) {
-            Owner::Next { dispatch, rewrite } => (dispatch, rewrite, Reach::Owned),
-            Owner::Inner { .. } if routes.file_system_routes(&self.routing) => {
-                (Dispatch::Handle, None, Reach::Unclaimed)
-            }
-            Owner::Inner { .. } => (Dispatch::NotFound, None, Reach::Owned),
-        };
-        let next = self.next.clone();
-        let future: BoxFuture<'static, Response<Body>> =
-            if dispatch == Dispatch::Handle && rewrite.is_none() {
-                let request = request.map(Body::new);
-                Box::pin(async move { next.handle(request, reach).await })
-            } else {
-                let request = rewrite_target(request.map(Body::new), rewrite);
-                Box::pin(async move { next.dispatch(request, dispatch).await })
-            };
-        ResponseFuture { future }
+        let target = self.next.routes().target(&self.routing, request.uri());
+        self.serve(request, target)
     }
-}
-
-/// Replaces the path and query of a request, keeping scheme and authority.
-pub(crate) fn rewrite_target(mut request: Request<Body>, rewrite: Option<String>) -> Request<Body> {
-    if let Some(path_and_query) = rewrite {
-        let mut parts = request.uri().clone().into_parts();
-        match path_and_query.parse() {
-            Ok(target) => {
-                parts.path_and_query = Some(target);
-                if let Ok(uri) = http::Uri::from_parts(parts) {
-                    *request.uri_mut() = uri;
-                }
-            }
-            Err(err) => tracing::error!(%path_and_query, error = %err, "invalid rewrite target"),
-        }
-    }
-    request
 }
 
 /// The future of [`NextService`]: a response from Next.js, or a 502/503 explaining why not.
 pub struct ResponseFuture {
     future: BoxFuture<'static, Response<Body>>,
+}
+
+impl ResponseFuture {
+    /// The response, without the `Result` a tower `Service` must return.
+    pub(crate) fn into_inner(self) -> BoxFuture<'static, Response<Body>> {
+        self.future
+    }
 }
 
 impl Future for ResponseFuture {

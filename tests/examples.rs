@@ -191,8 +191,8 @@ async fn hyper_fallback() {
         .await
         .unwrap();
     assert_eq!(streaming.status(), StatusCode::OK);
-    // SAFETY: a signal to the example process that this test started.
-    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let pid = rustix::process::Pid::from_raw(server.child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let body = streaming.text().await.unwrap();
     assert!(body.contains("slow part done"), "{}", excerpt(&body));
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -47,6 +47,20 @@ async fn prepare_error(options: NextOptions) -> Error {
 }
 
 #[tokio::test]
+async fn settings_that_cannot_work_are_refused_with_a_reason() {
+    for options in [
+        support::options().workers(0),
+        support::options().max_in_flight(0),
+    ] {
+        match Next::prepare(options).await {
+            Err(Error::InvalidOptions { detail }) => assert!(detail.contains("(0)"), "{detail}"),
+            Err(other) => panic!("expected InvalidOptions, got {other}"),
+            Ok(_) => panic!("prepare accepted a setting that cannot work"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn missing_node_is_reported() {
     let err = prepare_error(support::options().node_binary("/nonexistent/node")).await;
     assert!(matches!(err, Error::NodeNotFound { .. }), "{err:?}");
@@ -132,7 +146,7 @@ async fn dead_worker_gives_clear_responses_and_is_restarted() {
     .unwrap();
     let addr = support::serve(Router::new().layer(NextLayer::new(next.clone()))).await;
     let client = support::client();
-    let pid = next.worker_pid().expect("a running worker");
+    let pid = support::worker_pid(&next).expect("a running worker");
 
     // A request in flight when the worker dies ends, with an error, instead of hanging.
     let response = client
@@ -183,7 +197,7 @@ async fn dead_worker_gives_clear_responses_and_is_restarted() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let new_pid = next.worker_pid().expect("a restarted worker");
+    let new_pid = support::worker_pid(&next).expect("a restarted worker");
     assert_ne!(new_pid, pid);
     assert!(!alive(pid));
     next.shutdown().await;
@@ -192,7 +206,7 @@ async fn dead_worker_gives_clear_responses_and_is_restarted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_stops_the_worker_and_later_requests_get_503() {
     let next = support::prepare().await;
-    let pid = next.worker_pid().unwrap();
+    let pid = support::worker_pid(&next).unwrap();
     let addr = support::serve(Router::new().fallback_service(next.service())).await;
     next.shutdown().await;
     assert!(!alive(pid), "worker {pid} still running after shutdown");

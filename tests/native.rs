@@ -243,8 +243,11 @@ async fn path_traversal_is_refused() {
     for (kind, path) in attempts {
         for addr in [service, layer] {
             let (status, text) = raw_get(addr, path).await;
+            // Backslashes get Next's own 308 to the `/` spelling, as from `next start`
+            // (issue 10, item d): the client, not the server, then resolves the dots.
+            let redirected = kind == "backslash" && status == 308;
             assert!(
-                status == 400 || status == 404,
+                status == 400 || status == 404 || redirected,
                 "{kind}: {path} answered {status}, not 400/404"
             );
             assert!(
@@ -470,7 +473,7 @@ async fn isr_past_its_time(workers: usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn prerendered_pages_are_served_while_the_worker_restarts() {
     let (next, addr) = start(support::options().ready_wait(Duration::from_millis(100))).await;
-    let pid = next.worker_pid().unwrap();
+    let pid = support::worker_pid(&next).unwrap();
     std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()

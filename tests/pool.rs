@@ -433,7 +433,7 @@ async fn shutdown_waits_for_requests_in_flight_only_up_to_the_drain_timeout() {
     )
     .await;
     let client = support::client();
-    let pid = next.worker_pid().unwrap();
+    let pid = support::worker_pid(&next).unwrap();
     let in_flight = tokio::spawn({
         let client = client.clone();
         async move {

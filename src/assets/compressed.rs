@@ -90,7 +90,7 @@ impl Compressed {
             let learned = slots.get(&key.slot)?;
             (learned.version == key.version).then(|| learned.body.clone())?
         };
-        let mut response = Response::new(Body::new(Chunked(Some(body))));
+        let mut response = Response::new(chunked(body));
         *response.status_mut() = status;
         *response.headers_mut() = gzip_headers(identity_headers);
         Some(Native::ready(response))
@@ -257,28 +257,11 @@ fn decompresses_to(gzip: &[u8], identity: &[u8]) -> bool {
 }
 
 /// A body of known bytes sent without `Content-Length` (chunked), as Node sends
-/// compressed and streamed answers.
-pub(super) struct Chunked(pub(super) Option<Bytes>);
-
-impl http_body::Body for Chunked {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Poll::Ready(self.0.take().map(|bytes| Ok(Frame::data(bytes))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_none()
-    }
-
-    // The default (unknown length) makes hyper send the body chunked.
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
+/// compressed and streamed answers: a stream's unknown length makes hyper chunk it.
+pub(super) fn chunked(bytes: Bytes) -> Body {
+    Body::new(http_body_util::StreamBody::new(futures::stream::iter([
+        Ok::<_, std::convert::Infallible>(Frame::data(bytes)),
+    ])))
 }
 
 #[cfg(test)]

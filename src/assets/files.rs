@@ -26,6 +26,7 @@ use tower::ServiceExt;
 use super::{
     Native, Settings,
     compressed::{Compressed, Learn, VariantKey},
+    response,
     rules::{HeaderRules, RuleHeaders},
     semantics::{self, Encoding, RangeAnswer, encode_uri_path},
 };
@@ -660,13 +661,6 @@ fn encoding_for<B>(
         return Encoding::Identity;
     }
     semantics::negotiate(request.headers())
-}
-
-fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    response
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ use rules::{HeaderRules, RuleHeaders};
 
 use crate::{
     body::Body,
-    routes::RouteTable,
+    routes::{Reach, RouteTable},
     runtime::{AppInfo, CacheChange, WorkerEvent},
 };
 
@@ -119,15 +119,6 @@ pub(crate) enum Decision {
     Native(Native),
     /// Node answers; with `Some`, its gzip answer is kept when it is the expected one.
     Node(Option<Learn>),
-}
-
-/// How the request reached the responders.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Reach {
-    /// Next.js owns it (by route table or rule) and would handle it as is.
-    Owned,
-    /// The plain service got it and nothing claims it: Next would answer its 404 page.
-    Unclaimed,
 }
 
 /// The native responders of one app.
@@ -555,6 +546,14 @@ const STATUS_PAGES: [&str; 7] = [
 ];
 
 /// `path` without `base_path` (which must be a whole segment), `""` for the base itself.
+/// A native response with its status and prepared headers.
+fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
 fn strip_base_path<'a>(path: &'a str, base_path: &str) -> Option<&'a str> {
     if base_path.is_empty() {
         return Some(path);

@@ -24,12 +24,13 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use serde::Deserialize;
 
 use super::{
     Native, Settings,
-    compressed::{Chunked, Compressed, Learn, VariantKey},
+    compressed::{Compressed, Learn, VariantKey, chunked},
+    response,
     rules::{HeaderRules, RuleHeaders},
     semantics::{self, Encoding},
 };
@@ -610,7 +611,7 @@ impl Page {
         let body = if head {
             Body::empty()
         } else if variant.chunked {
-            Body::new(Chunked(Some(variant.body.clone())))
+            chunked(variant.body.clone())
         } else {
             Body::full(variant.body.clone())
         };
@@ -962,13 +963,6 @@ fn read_html(path: &Path) -> Option<String> {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
-}
-
-fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    response
 }
 
 impl CachedEntry {

@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use crate::body::{Body, BoxError};
 
 pin_project! {
-    /// The future of [`super::NextOrInner`]: the inner service's response, or Next's.
+    /// The future of [`super::NextMiddleware`]: the inner service's response, or Next's.
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,

@@ -1,5 +1,6 @@
 //! [`NextLayer`]: a tower `Layer` that sends each request to Next.js or to the service it
-//! wraps, by route ownership (DESIGN.md §2).
+//! wraps, by route ownership (see the README's "Who gets a request"), its middleware
+//! [`NextMiddleware`] and their [`ResponseFuture`].
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
@@ -19,4 +20,4 @@ mod service;
 
 pub use future::ResponseFuture;
 pub use next_layer::NextLayer;
-pub use service::NextOrInner;
+pub use service::NextMiddleware;

@@ -4,6 +4,8 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
+use crate::cache::Marks;
+
 /// Headers that the host uses to instruct the bridge. Never accepted from a client.
 pub(crate) const BRIDGE_PREFIX: &str = "x-tower-next-";
 pub(crate) const RENDER: HeaderName = HeaderName::from_static("x-tower-next-render");
@@ -110,13 +112,13 @@ pub(crate) fn to_worker(headers: &mut HeaderMap, authority: Option<&str>, origin
 
 /// Drops the worker's connection-level headers from its response, and takes out the
 /// cache marks it reports (see [`GENERATION`] and [`JOURNAL`]).
-pub(crate) fn from_worker(headers: &mut HeaderMap) -> super::fence::Marks {
+pub(crate) fn from_worker(headers: &mut HeaderMap) -> Marks {
     remove_hop_by_hop(headers);
     let mut number = |name| {
         let value = headers.remove(name)?;
         value.to_str().ok()?.parse().ok()
     };
-    super::fence::Marks {
+    Marks {
         generation: number(GENERATION),
         journal: number(JOURNAL),
     }

@@ -1,12 +1,10 @@
 //! Forwarding a request to a worker over its Unix socket, streaming both ways.
 
 mod connector;
-mod fence;
 pub(crate) mod headers;
 mod replay;
 mod upgrade;
 
-pub(crate) use fence::{Applied, Fence, Journal};
 pub(crate) use upgrade::ClientUpgrade;
 
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
@@ -16,7 +14,9 @@ use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
 use crate::{
     body::{Body, plain_response},
+    cache::{Fence, Marks},
     options::ProxyTrust,
+    routes::Dispatch,
 };
 use connector::UnixConnector;
 
@@ -26,17 +26,6 @@ use connector::UnixConnector;
 /// written hyper server inserts this into the request's extensions itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
-
-/// What the worker should do with a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Dispatch {
-    /// Next's request handler: routing as `next start` does.
-    Handle,
-    /// `app.render(req, res, page, query)`; the query is `application/x-www-form-urlencoded`.
-    Render { page: String, query: String },
-    /// `app.render404(req, res)`: Next's own 404 page.
-    NotFound,
-}
 
 /// The HTTP client to one worker.
 pub(crate) struct Proxy {
@@ -90,7 +79,7 @@ impl Proxy {
                 if parts.status == StatusCode::SWITCHING_PROTOCOLS {
                     parts.headers.extend(switching);
                 }
-                if marks != fence::Marks::default() {
+                if marks != Marks::default() {
                     // No native answer after this one may be older than what it shows.
                     self.fence.wait(self.slot, marks).await;
                 }

@@ -9,6 +9,7 @@ mod dev;
 mod locale;
 mod manifest;
 mod pattern;
+mod target;
 mod watch;
 
 use std::{borrow::Cow, collections::HashSet, path::Path};
@@ -16,9 +17,10 @@ use std::{borrow::Cow, collections::HashSet, path::Path};
 use http::Uri;
 use percent_encoding::percent_decode_str;
 
-use crate::{Error, proxy::Dispatch, runtime::AppInfo};
+use crate::{Error, runtime::AppInfo};
 use locale::Locales;
 use pattern::PathPattern;
+pub(crate) use target::{Dispatch, Owner, Reach, Target};
 pub(crate) use watch::DevWatch;
 
 /// A regular expression with JavaScript semantics, as Next writes them into manifests
@@ -62,9 +64,9 @@ struct ExplicitRoute {
 }
 
 impl Routing {
-    /// Renders Next page `page` for requests matching `pattern`.
+    /// Renders Next page `page` for requests matching `pattern` (a page that does not
+    /// start with `/` is answered `500`, as by `Next::render`).
     pub(crate) fn add_route(&mut self, pattern: &str, page: &str) {
-        assert!(page.starts_with('/'), "page {page:?} must start with '/'");
         self.explicit.push(ExplicitRoute {
             pattern: PathPattern::parse(pattern),
             page: page.to_owned(),
@@ -79,28 +81,6 @@ impl Routing {
         self.explicit
             .iter()
             .find_map(|route| Some((route.page.as_str(), route.pattern.matches(path)?)))
-    }
-}
-
-/// Who answers a request.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Owner {
-    /// Next.js, as `dispatch` says; `rewrite` replaces the path and query sent to it.
-    Next {
-        dispatch: Dispatch,
-        rewrite: Option<String>,
-    },
-    /// Not Next's. `filename_route` tells a plain service to answer Next's 404 rather than
-    /// Next's handler (filename routes are switched off).
-    Inner { filename_route: bool },
-}
-
-impl Owner {
-    fn handle() -> Owner {
-        Owner::Next {
-            dispatch: Dispatch::Handle,
-            rewrite: None,
-        }
     }
 }
 
@@ -176,11 +156,9 @@ impl RouteTable {
         let Some(path) = strip_prefix_segment(raw, &self.base_path) else {
             // Outside basePath only rules with `basePath: false` and middleware can apply.
             return if self.matches_rules(&self.router_path("", raw)) {
-                Owner::handle()
+                Owner::Next(Target::Handle(Reach::Owned))
             } else {
-                Owner::Inner {
-                    filename_route: false,
-                }
+                Owner::Inner
             };
         };
         // Next answers a non-canonical address of its routes (`//about`, `/hello.txt/`)
@@ -194,33 +172,25 @@ impl RouteTable {
             if !file_system_routes && let Some((locale, page)) = self.data_route_page(path) {
                 // A client-side navigation's data request: Next's only for explicit routes.
                 return match routing.find(&page) {
-                    Some((target, params)) => Owner::Next {
-                        dispatch: Dispatch::Handle,
-                        rewrite: Some(format!(
-                            "{}/_next/data/{}{}/{}.json{}",
-                            self.base_path,
-                            self.build_id,
-                            locale,
-                            if target == "/" { "/index" } else { target }.trim_start_matches('/'),
-                            with_question_mark(&merge_query(uri.query(), &params))
-                        )),
-                    },
-                    None => Owner::Inner {
-                        filename_route: true,
-                    },
+                    Some((target, params)) => Owner::Next(Target::Rewrite(format!(
+                        "{}/_next/data/{}{}/{}.json{}",
+                        self.base_path,
+                        self.build_id,
+                        locale,
+                        if target == "/" { "/index" } else { target }.trim_start_matches('/'),
+                        with_question_mark(&merge_query(uri.query(), &params))
+                    ))),
+                    None => Owner::Inner,
                 };
             }
-            return Owner::handle();
+            return Owner::Next(Target::Handle(Reach::Owned));
         }
 
         if let Some((page, params)) = routing.find(normalized) {
-            return Owner::Next {
-                dispatch: Dispatch::Render {
-                    page: page.to_owned(),
-                    query: merge_query(uri.query(), &params),
-                },
-                rewrite: None,
-            };
+            return Owner::Next(Target::Render {
+                page: page.to_owned(),
+                query: merge_query(uri.query(), &params),
+            });
         }
 
         let localized = self.locales.as_ref().and_then(|l| l.localize(path));
@@ -230,11 +200,9 @@ impl RouteTable {
         };
         if filename_route {
             return if file_system_routes {
-                Owner::handle()
+                Owner::Next(Target::Handle(Reach::Owned))
             } else {
-                Owner::Inner {
-                    filename_route: true,
-                }
+                Owner::Inner
             };
         }
         let public_file = match &localized {
@@ -254,15 +222,24 @@ impl RouteTable {
             }
         };
         if public_file || rules {
-            return Owner::handle();
+            return Owner::Next(Target::Handle(Reach::Owned));
         }
-        Owner::Inner {
-            filename_route: false,
+        Owner::Inner
+    }
+
+    /// What Next.js does with a request given to it as a plain service, which owns
+    /// everything: what nothing claims gets Next's 404 page (rendered by `app.render404`
+    /// when filename routes are off, since Next's handler would still serve them).
+    pub(crate) fn target(&self, routing: &Routing, uri: &Uri) -> Target {
+        match self.owner(routing, uri) {
+            Owner::Next(target) => target,
+            Owner::Inner if self.file_system_routes(routing) => Target::Handle(Reach::Unclaimed),
+            Owner::Inner => Target::NotFound,
         }
     }
 
     /// Whether next.config's `useFileSystemPublicRoutes` is on, unless the layer overrides.
-    pub(crate) fn file_system_routes(&self, routing: &Routing) -> bool {
+    fn file_system_routes(&self, routing: &Routing) -> bool {
         routing
             .file_system_routes
             .unwrap_or(self.file_system_routes)
@@ -481,7 +458,7 @@ mod tests {
     }
 
     fn is_next(owner: &Owner) -> bool {
-        matches!(owner, Owner::Next { .. })
+        matches!(owner, Owner::Next(_))
     }
 
     #[test]
@@ -516,13 +493,7 @@ mod tests {
             "/aboutx",
             "/_nextx",
         ] {
-            assert_eq!(
-                owner(&table, &routing, uri),
-                Owner::Inner {
-                    filename_route: false
-                },
-                "{uri}"
-            );
+            assert_eq!(owner(&table, &routing, uri), Owner::Inner, "{uri}");
         }
     }
 
@@ -535,47 +506,31 @@ mod tests {
         routing.add_route("/posts/{id}", "/post");
         routing.add_route("/pa", "/pb");
 
-        assert_eq!(
-            owner(&table, &routing, "/about"),
-            Owner::Inner {
-                filename_route: true
-            }
-        );
+        assert_eq!(owner(&table, &routing, "/about"), Owner::Inner);
         assert!(is_next(&owner(&table, &routing, "/_next/static/a.js")));
         assert!(is_next(&owner(&table, &routing, "/hello%20world.txt")));
         assert_eq!(
             owner(&table, &routing, "/a?x=1"),
-            Owner::Next {
-                dispatch: Dispatch::Render {
-                    page: "/b".into(),
-                    query: "x=1".into()
-                },
-                rewrite: None
-            }
+            Owner::Next(Target::Render {
+                page: "/b".into(),
+                query: "x=1".into()
+            })
         );
         assert_eq!(
             owner(&table, &routing, "/posts/7?id=9&y=2"),
-            Owner::Next {
-                dispatch: Dispatch::Render {
-                    page: "/post".into(),
-                    query: "y=2&id=7".into()
-                },
-                rewrite: None
-            }
+            Owner::Next(Target::Render {
+                page: "/post".into(),
+                query: "y=2&id=7".into()
+            })
         );
         // Data routes: the back door to filename routes stays shut, explicit ones open.
         assert_eq!(
             owner(&table, &routing, "/_next/data/BUILD/legacy.json"),
-            Owner::Inner {
-                filename_route: true
-            }
+            Owner::Inner
         );
         assert_eq!(
             owner(&table, &routing, "/_next/data/BUILD/pa.json?q=1"),
-            Owner::Next {
-                dispatch: Dispatch::Handle,
-                rewrite: Some("/_next/data/BUILD/pb.json?q=1".into())
-            }
+            Owner::Next(Target::Rewrite("/_next/data/BUILD/pb.json?q=1".into()))
         );
     }
 
@@ -663,23 +618,13 @@ mod tests {
         routing.add_route("/pa", "/pb");
         assert_eq!(
             owner(&table, &routing, "/_next/data/BUILD/fr/pa.json"),
-            Owner::Next {
-                dispatch: Dispatch::Handle,
-                rewrite: Some("/_next/data/BUILD/fr/pb.json".into())
-            }
+            Owner::Next(Target::Rewrite("/_next/data/BUILD/fr/pb.json".into()))
         );
         assert_eq!(
             owner(&table, &routing, "/_next/data/BUILD/fr/legacy.json"),
-            Owner::Inner {
-                filename_route: true
-            }
+            Owner::Inner
         );
-        assert_eq!(
-            owner(&table, &routing, "/fr/legacy"),
-            Owner::Inner {
-                filename_route: true
-            }
-        );
+        assert_eq!(owner(&table, &routing, "/fr/legacy"), Owner::Inner);
     }
 
     #[test]
@@ -690,17 +635,7 @@ mod tests {
         assert!(is_next(&owner(&table, &routing, "/docs/about")));
         assert!(is_next(&owner(&table, &routing, "/docs")));
         assert!(is_next(&owner(&table, &routing, "/docs/_next/static/x.js")));
-        assert_eq!(
-            owner(&table, &routing, "/about"),
-            Owner::Inner {
-                filename_route: false
-            }
-        );
-        assert_eq!(
-            owner(&table, &routing, "/docsx/about"),
-            Owner::Inner {
-                filename_route: false
-            }
-        );
+        assert_eq!(owner(&table, &routing, "/about"), Owner::Inner);
+        assert_eq!(owner(&table, &routing, "/docsx/about"), Owner::Inner);
     }
 }

@@ -9,19 +9,17 @@
 
 use std::{
     path::{Path, PathBuf},
-    pin::{Pin, pin},
+    pin::pin,
     sync::{
         Arc, Mutex, Weak,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
-    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::{
@@ -30,8 +28,9 @@ use super::{
 };
 use crate::{
     Error, NextOptions,
-    body::{Body, BoxError, plain_response},
-    proxy::{Fence, Journal, Proxy, Sent},
+    body::{Body, plain_response},
+    cache::{Fence, Journal},
+    proxy::{Proxy, Sent},
 };
 
 /// How long a worker that refused a connection gets no requests, unless it is restarted
@@ -273,7 +272,13 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
             }
         };
         match tokio::time::timeout(timeout, exchange).await {
-            Ok((Some(lease), response)) => response.map(|body| Body::new(Leased { body, lease })),
+            // The worker's place is held until the body has been sent or dropped.
+            Ok((Some(lease), response)) => response.map(|body| {
+                Body::new(body.map_frame(move |frame| {
+                    let _held = &lease;
+                    frame
+                }))
+            }),
             Ok((None, response)) => response,
             Err(_) => {
                 tracing::warn!(
@@ -574,11 +579,6 @@ impl<A> Generation<A> {
     pub(crate) fn fence(&self) -> &Arc<Fence> {
         &self.fence
     }
-
-    /// The pid of the first worker that has one (for the single-worker API).
-    pub(crate) fn first_pid(&self) -> Option<u32> {
-        self.slots.iter().find_map(|slot| slot.worker.pid())
-    }
 }
 
 impl Refusal {
@@ -633,7 +633,7 @@ impl Blueprint {
             None => serde_json::json!({}),
         };
         // A worker may answer from what another wrote: responses wait for the events noted
-        // in the journal (see `proxy::Fence`).
+        // in the journal (see `cache::Fence`).
         let journal = if count > 1 && self.options.native_pages() {
             let journal =
                 Journal::create(&self.private_dir.join(format!("journal-{id}.log")), count)?;
@@ -781,40 +781,6 @@ async fn stop<A>(generation: &Generation<A>) {
     }
     if let Some(journal) = generation.fence.journal() {
         let _ = std::fs::remove_file(journal.path());
-    }
-}
-
-/// A response body that holds its worker's place until it has been sent or dropped.
-struct Leased {
-    body: Body,
-    lease: Lease,
-}
-
-impl http_body::Body for Leased {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-impl std::fmt::Debug for Leased {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Leased")
-            .field("worker", &self.lease.slot.worker.name())
-            .finish_non_exhaustive()
     }
 }
 

@@ -446,9 +446,12 @@ impl Process {
 
     /// SIGTERM, then SIGKILL after the grace period.
     async fn terminate(mut self) {
-        if let Some(pid) = self.child.id() {
-            // SAFETY: kill(2) with a pid we own; no memory is touched.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        if let Some(pid) = self
+            .child
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
         if tokio::time::timeout(STOP_GRACE, self.child.wait())
             .await

@@ -112,8 +112,10 @@ fn wait_with_output(
             break Some(status);
         }
         if start.elapsed() > limit {
-            // SAFETY: signals the process group that we created for this child.
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            // The process group created for this child: Chromium's processes too.
+            if let Some(group) = rustix::process::Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            }
             let _ = child.kill();
             let _ = child.wait();
             break None;

@@ -399,6 +399,15 @@ pub fn options() -> NextOptions {
     NextOptions::new(fixture())
 }
 
+/// The process id of a worker of the current build (the first that runs one).
+pub fn worker_pid(next: &Next) -> Option<u32> {
+    next.pool_status()
+        .workers
+        .iter()
+        .filter(|worker| worker.current)
+        .find_map(|worker| worker.pid)
+}
+
 /// Prepares the fixture app in production.
 pub async fn prepare() -> Next {
     init_tracing();

@@ -4,7 +4,8 @@
 //!
 //! Each worker numbers its cache events when the change begins (its generation) and sends
 //! the highest number taken with every response; events arrive when the change is done, so
-//! "applied" counts unbroken runs ([`Applied`]). With a pool, a worker also answers from entries the others
+//! "applied" counts unbroken runs ([`Applied`]). With a pool, a worker also answers from
+//! entries the others
 //! wrote to the shared cache: before a write, the writer notes `<slot> <generation>` in
 //! the pool's journal, and every response carries the journal's length. Whatever a
 //! response shows was noted within that length, so waiting for the noted events of every
