@@ -37,6 +37,7 @@
 
 mod assets;
 mod body;
+mod build;
 mod error;
 pub mod layer;
 mod next;

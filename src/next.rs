@@ -11,9 +11,10 @@ use crate::{
     Error, NextOptions,
     assets::{self, Assets, Decision, Native, Reach},
     body::{Body, BoxError, plain_response},
+    build::AppInfo,
     proxy::{self, Applied, Dispatch, Fence},
     routes::{DevWatch, RouteTable, Routing},
-    runtime::{AppInfo, Generation, PoolStatus, SlotEvents, WorkerEvent, WorkerPool},
+    runtime::{Generation, PoolStatus, SlotEvents, WorkerEvent, WorkerPool},
     service::NextService,
 };
 

@@ -46,8 +46,9 @@ use rules::{HeaderRules, RuleHeaders};
 
 use crate::{
     body::Body,
+    build::AppInfo,
     routes::RouteTable,
-    runtime::{AppInfo, CacheChange, WorkerEvent},
+    runtime::{CacheChange, WorkerEvent},
 };
 
 /// A response header that names the responder of a native answer, when

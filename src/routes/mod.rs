@@ -16,7 +16,7 @@ use std::{borrow::Cow, collections::HashSet, path::Path};
 use http::Uri;
 use percent_encoding::percent_decode_str;
 
-use crate::{Error, proxy::Dispatch, runtime::AppInfo};
+use crate::{Error, build::AppInfo, proxy::Dispatch};
 use locale::Locales;
 use pattern::PathPattern;
 pub(crate) use watch::DevWatch;
@@ -599,7 +599,7 @@ mod tests {
         table.middleware = vec![
             JsRegex::new(r"^(?:\/(_next\/data\/[^/]{1,}))?(?:\/((?!_next\/)[^/.]{1,}))\/mw(?:\/((?:[^\/#\?]+?)(?:\/(?:[^\/#\?]+?))*))?(\.json)?[\/#\?]?$").unwrap(),
         ];
-        table.locales = Locales::new(&crate::runtime::I18nConfig {
+        table.locales = Locales::new(&crate::build::I18nConfig {
             locales: vec!["en".into(), "fr".into()],
             default_locale: "en".into(),
             locale_detection: true,

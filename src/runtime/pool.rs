@@ -25,12 +25,13 @@ use http_body::{Frame, SizeHint};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::{
-    AppInfo, BRIDGE_SCRIPT, CACHE_HANDLER_SCRIPT,
+    BRIDGE_SCRIPT, CACHE_HANDLER_SCRIPT,
     worker::{CrashReport, Events, Launch, Worker, WorkerEvent, WorkerState},
 };
 use crate::{
     Error, NextOptions,
     body::{Body, BoxError, plain_response},
+    build::AppInfo,
     proxy::{Fence, Journal, Proxy, Sent},
 };
 

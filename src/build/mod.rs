@@ -1,0 +1,7 @@
+//! What the app's build and config say: the config the worker reports once Next.js is
+//! prepared ([`AppInfo`]), and the facts the rest of the crate derives its decisions from.
+//! Nothing here decides who answers a request; `routes` and `assets` do, from these facts.
+
+mod config;
+
+pub(crate) use config::{AppInfo, I18nConfig};
