@@ -10,7 +10,7 @@ use std::path::Path;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use crate::routes::JsRegex;
+use crate::build::JsRegex;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

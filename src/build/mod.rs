@@ -3,5 +3,7 @@
 //! Nothing here decides who answers a request; `routes` and `assets` do, from these facts.
 
 mod config;
+mod regex;
 
 pub(crate) use config::{AppInfo, I18nConfig};
+pub(crate) use regex::JsRegex;

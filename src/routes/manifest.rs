@@ -7,8 +7,8 @@ use std::{
 
 use serde::Deserialize;
 
-use super::{DynamicRoute, JsRegex, RouteTable};
-use crate::Error;
+use super::{DynamicRoute, RouteTable};
+use crate::{Error, build::JsRegex};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

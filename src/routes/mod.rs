@@ -16,31 +16,14 @@ use std::{borrow::Cow, collections::HashSet, path::Path};
 use http::Uri;
 use percent_encoding::percent_decode_str;
 
-use crate::{Error, build::AppInfo, proxy::Dispatch};
+use crate::{
+    Error,
+    build::{AppInfo, JsRegex},
+    proxy::Dispatch,
+};
 use locale::Locales;
 use pattern::PathPattern;
 pub(crate) use watch::DevWatch;
-
-/// A regular expression with JavaScript semantics, as Next writes them into manifests
-/// (named groups, lookaheads).
-pub(crate) struct JsRegex(regress::Regex);
-
-impl JsRegex {
-    pub(crate) fn new(source: &str) -> Result<JsRegex, String> {
-        JsRegex::with_flags(source, "")
-    }
-
-    /// A regex with JavaScript flags (`i` for case-insensitive).
-    pub(crate) fn with_flags(source: &str, flags: &str) -> Result<JsRegex, String> {
-        regress::Regex::with_flags(source, flags)
-            .map(JsRegex)
-            .map_err(|err| format!("regex {source:?}: {err}"))
-    }
-
-    pub(crate) fn is_match(&self, text: &str) -> bool {
-        self.0.find(text).is_some()
-    }
-}
 
 /// A route with dynamic segments: the regex of its paths and its page (`/posts/[id]`).
 pub(crate) struct DynamicRoute {
