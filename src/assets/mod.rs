@@ -46,7 +46,7 @@ use rules::{HeaderRules, RuleHeaders};
 
 use crate::{
     body::Body,
-    build::AppInfo,
+    build::{self, AppInfo},
     routes::RouteTable,
     runtime::{CacheChange, WorkerEvent},
 };
@@ -147,10 +147,6 @@ pub(crate) struct Assets {
     stopped: AtomicBool,
 }
 
-/// Next.js versions whose answers were checked against `next start` (the differential
-/// test, run on a 15.5 and a 16.4 fixture): Rust answers only for these.
-const VERIFIED: &[&str] = &["15.", "16."];
-
 impl Assets {
     /// Builds the index from the app's build. `None` in dev mode (nothing is prebuilt).
     pub(crate) fn load(
@@ -163,7 +159,7 @@ impl Assets {
         if dev {
             return None;
         }
-        if !VERIFIED.iter().any(|v| info.next_version.starts_with(v)) {
+        if !build::native_answers_verified(&info.next_version) {
             tracing::info!(
                 next = %info.next_version,
                 "tower-next answers natively only for Next.js 15 and 16 so far; Next.js answers everything"
