@@ -112,6 +112,7 @@ pub(super) fn load(
         JsRegex::new(source).map_err(|detail| Error::Manifest {
             path: manifest.clone(),
             detail,
+            source: None,
         })
     };
 
@@ -122,6 +123,7 @@ pub(super) fn load(
         JsRegex::with_flags(source, rule_flags).map_err(|detail| Error::Manifest {
             path: manifest.clone(),
             detail,
+            source: None,
         })
     };
 
@@ -192,6 +194,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Error> {
     read_json_optional(path)?.ok_or_else(|| Error::Manifest {
         path: path.to_owned(),
         detail: "missing; run `next build`".into(),
+        source: None,
     })
 }
 
@@ -207,6 +210,7 @@ fn read_json_optional<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Opt
             return Err(Error::Manifest {
                 path: path.to_owned(),
                 detail: err.to_string(),
+                source: Some(Box::new(err)),
             });
         }
     };
@@ -215,5 +219,6 @@ fn read_json_optional<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Opt
         .map_err(|err| Error::Manifest {
             path: PathBuf::from(path),
             detail: err.to_string(),
+            source: Some(Box::new(err)),
         })
 }
