@@ -86,6 +86,15 @@ pub(crate) struct I18nConfig {
     pub domain_default_locales: Vec<String>,
 }
 
+impl ResolvedConfig {
+    /// The JavaScript regex flags of redirect, rewrite and header sources: Next matches
+    /// them ignoring case unless `experimental.caseSensitiveRoutes` (path-to-regexp's
+    /// `sensitive`, which Next's router takes from the config, not from the build).
+    pub(crate) fn rule_flags(&self) -> &'static str {
+        if self.case_sensitive_routes { "" } else { "i" }
+    }
+}
+
 fn yes() -> bool {
     true
 }

@@ -18,7 +18,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::{
     Error,
-    build::{AppInfo, JsRegex},
+    build::{AppInfo, JsRegex, Manifests},
     proxy::Dispatch,
 };
 use locale::Locales;
@@ -113,8 +113,13 @@ pub(crate) struct RouteTable {
 }
 
 impl RouteTable {
-    /// Builds the table for the app in `dir`: from the build, or in dev from its folders.
-    pub(crate) fn load(dir: &Path, info: &AppInfo, dev: bool) -> Result<RouteTable, Error> {
+    /// Builds the table for the app in `dir`: from its build's manifests, or in dev (no
+    /// `build`) from its folders.
+    pub(crate) fn load(
+        dir: &Path,
+        info: &AppInfo,
+        build: Option<&Manifests>,
+    ) -> Result<RouteTable, Error> {
         let config = &info.config;
         let mut table = RouteTable {
             base_path: config.base_path.trim_end_matches('/').to_owned(),
@@ -123,16 +128,17 @@ impl RouteTable {
             locales: config.i18n.as_ref().and_then(Locales::new),
             ..RouteTable::default()
         };
-        if dev {
-            dev::scan(&mut table, dir, &config.page_extensions);
-            for matcher in &info.middleware_matchers {
-                match JsRegex::new(matcher) {
-                    Ok(regex) => table.middleware.push(regex),
-                    Err(err) => tracing::warn!(%err, "skipping a middleware matcher"),
+        match build {
+            Some(build) => manifest::load(&mut table, build, config.rule_flags())?,
+            None => {
+                dev::scan(&mut table, dir, &config.page_extensions);
+                for matcher in &info.middleware_matchers {
+                    match JsRegex::new(matcher) {
+                        Ok(regex) => table.middleware.push(regex),
+                        Err(err) => tracing::warn!(%err, "skipping a middleware matcher"),
+                    }
                 }
             }
-        } else {
-            manifest::load(&mut table, &config.dist_dir, config.case_sensitive_routes)?;
         }
         collect_public_files(&dir.join("public"), String::new(), &mut table.public_files);
         if let Some(i18n) = &config.i18n {
