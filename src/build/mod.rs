@@ -10,7 +10,7 @@ mod manifests;
 mod regex;
 mod version;
 
-pub(crate) use config::{AppInfo, I18nConfig};
+pub(crate) use config::{AppInfo, I18nConfig, ResolvedConfig};
 pub(crate) use manifests::{
     FunctionsConfigManifest, HeaderRule, Manifests, MiddlewareManifest, RoutesManifest,
 };

@@ -5,7 +5,10 @@ use std::collections::HashSet;
 use super::{DynamicRoute, RouteTable};
 use crate::{
     Error,
-    build::{FunctionsConfigManifest, JsRegex, Manifests, MiddlewareManifest, RoutesManifest},
+    build::{
+        FunctionsConfigManifest, JsRegex, Manifests, MiddlewareManifest, ResolvedConfig,
+        RoutesManifest,
+    },
 };
 
 /// Pages that Next builds for its own use; a request for them is not a filename route.
@@ -18,12 +21,11 @@ pub(super) const INTERNAL_PAGES: [&str; 6] = [
     "/500",
 ];
 
-/// Fills a route table from the build's manifests. `rule_flags` are the regex flags of
-/// redirect and rewrite sources ([`crate::build::ResolvedConfig::rule_flags`]).
+/// Fills a route table from the build's manifests, under the app's `config`.
 pub(super) fn load(
     table: &mut RouteTable,
     build: &Manifests,
-    rule_flags: &str,
+    config: &ResolvedConfig,
 ) -> Result<(), Error> {
     let routes = &build.routes;
     let compile = |file: &str, source: &str, flags: &str| {
@@ -70,9 +72,11 @@ pub(super) fn load(
     for rule in routes.redirects.iter().chain(routes.rewrites.iter()) {
         // Next's own trailing-slash redirect matches nearly every path; it is not a route.
         if !rule.internal {
-            table
-                .rules
-                .push(compile(RoutesManifest::FILE, &rule.regex, rule_flags)?);
+            table.rules.push(compile(
+                RoutesManifest::FILE,
+                &rule.regex,
+                config.rule_flags(),
+            )?);
         }
     }
     let edge = build

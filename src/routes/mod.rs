@@ -129,7 +129,7 @@ impl RouteTable {
             ..RouteTable::default()
         };
         match build {
-            Some(build) => manifest::load(&mut table, build, config.rule_flags())?,
+            Some(build) => manifest::load(&mut table, build, config)?,
             None => {
                 dev::scan(&mut table, dir, &config.page_extensions);
                 for matcher in &info.middleware_matchers {
