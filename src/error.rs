@@ -53,6 +53,10 @@ pub enum Error {
         path: PathBuf,
         /// What was wrong with it.
         detail: String,
+        /// The error underneath, when the file could not be read (an [`io::Error`]) or
+        /// parsed (a `serde_json::Error`); `None` when the file is missing or a regex in it
+        /// is not understood.
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// A [`crate::NextOptions`] setting that cannot work, e.g. `workers(0)`.
     InvalidOptions {
@@ -103,7 +107,7 @@ impl fmt::Display for Error {
                 write!(f, "the Next.js worker failed to start: {reason}")?;
                 write_stderr(f, stderr)
             }
-            Error::Manifest { path, detail } => {
+            Error::Manifest { path, detail, .. } => {
                 write!(f, "could not read {}: {detail}", path.display())
             }
             Error::InvalidOptions { detail } => write!(f, "invalid NextOptions: {detail}"),
@@ -131,6 +135,10 @@ impl std::error::Error for Error {
         match self {
             Error::ProjectDir { source, .. } => Some(source),
             Error::Io(err) => Some(err),
+            Error::Manifest {
+                source: Some(source),
+                ..
+            } => Some(source.as_ref()),
             _ => None,
         }
     }

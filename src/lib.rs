@@ -37,6 +37,7 @@
 
 mod assets;
 mod body;
+mod build;
 mod cache;
 mod error;
 pub mod layer;

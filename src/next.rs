@@ -11,9 +11,10 @@ use crate::{
     Error, NextLayer, NextOptions,
     assets::{self, Assets, Decision, Native},
     body::{Body, BoxError, plain_response},
+    build::{AppInfo, Manifests},
     cache, proxy,
     routes::{DevWatch, Dispatch, Reach, RouteTable, Target},
-    runtime::{AppInfo, Generation, PoolStatus, WorkerPool},
+    runtime::{Generation, PoolStatus, WorkerPool},
     service::NextService,
 };
 
@@ -390,7 +391,7 @@ async fn refresh_dev_routes(
             }
             // Dev mode has no native responders.
             Ok(App {
-                routes: Arc::new(RouteTable::load(dir, &info, true)?),
+                routes: Arc::new(RouteTable::load(dir, &info, None)?),
                 assets: None,
             })
         });
@@ -411,11 +412,19 @@ pub(crate) struct App {
 
 impl App {
     fn load(dir: &Path, info: &AppInfo, options: &NextOptions) -> Result<App, Error> {
-        let routes = Arc::new(RouteTable::load(dir, info, options.dev)?);
-        let assets = if options.serve_natively {
-            Assets::load(dir, info, routes.clone(), options.dev, options.mark_native).map(Arc::new)
-        } else {
+        // The manifests are read once, for ownership and native answers alike; dev mode
+        // has no complete ones (routes come from the folders, nothing is prebuilt).
+        let build = if options.dev {
             None
+        } else {
+            Some(Arc::new(Manifests::read(&info.config.dist_dir)?))
+        };
+        let routes = Arc::new(RouteTable::load(dir, info, build.as_deref())?);
+        let assets = match build {
+            Some(build) if options.serve_natively => {
+                Assets::load(dir, info, build, routes.clone(), options.mark_native).map(Arc::new)
+            }
+            _ => None,
         };
         Ok(App { routes, assets })
     }

@@ -46,8 +46,9 @@ use rules::{HeaderRules, RuleHeaders};
 
 use crate::{
     body::Body,
+    build::{self, AppInfo, Manifests},
     routes::{Reach, RouteTable},
-    runtime::{AppInfo, CacheChange, WorkerEvent},
+    runtime::{CacheChange, WorkerEvent},
 };
 
 /// A response header that names the responder of a native answer, when
@@ -132,28 +133,24 @@ pub(crate) struct Assets {
     rules: HeaderRules,
     routes: Arc<RouteTable>,
     dist_dir: std::path::PathBuf,
+    /// The build's manifests, to read the pages again when a worker restarts.
+    build: Arc<Manifests>,
     compressed: Arc<Compressed>,
     mark: bool,
     stopped: AtomicBool,
 }
 
-/// Next.js versions whose answers were checked against `next start` (the differential
-/// test, run on a 15.5 and a 16.4 fixture): Rust answers only for these.
-const VERIFIED: &[&str] = &["15.", "16."];
-
 impl Assets {
-    /// Builds the index from the app's build. `None` in dev mode (nothing is prebuilt).
+    /// Builds the index from the app's production build. `None` when the Next.js version
+    /// was not verified.
     pub(crate) fn load(
         dir: &Path,
         info: &AppInfo,
+        build: Arc<Manifests>,
         routes: Arc<RouteTable>,
-        dev: bool,
         mark: bool,
     ) -> Option<Assets> {
-        if dev {
-            return None;
-        }
-        if !VERIFIED.iter().any(|v| info.next_version.starts_with(v)) {
+        if !build::native_answers_verified(&info.next_version) {
             tracing::info!(
                 next = %info.next_version,
                 "tower-next answers natively only for Next.js 15 and 16 so far; Next.js answers everything"
@@ -162,8 +159,8 @@ impl Assets {
         }
         let config = &info.config;
         let dist_dir = config.dist_dir.clone();
-        let rules = HeaderRules::load(&dist_dir);
-        let interception = interception_routes(&dist_dir.join("server"));
+        let rules = HeaderRules::new(&build.routes.headers, config.rule_flags());
+        let interception = build.interception_routes;
         let pages = info.cache_events
             && config.i18n.is_none()
             && !config.partial_prerendering
@@ -199,6 +196,7 @@ impl Assets {
         let page_index = if pages {
             PageIndex::load(
                 &dist_dir,
+                &build,
                 &pages::Context {
                     settings: &settings,
                     rules: &rules,
@@ -216,6 +214,7 @@ impl Assets {
             rules,
             routes,
             dist_dir,
+            build,
             compressed: Arc::default(),
             mark,
             stopped: AtomicBool::new(false),
@@ -255,6 +254,7 @@ impl Assets {
                 let reload = tokio::task::spawn_blocking(move || {
                     PageIndex::load(
                         &assets.dist_dir,
+                        &assets.build,
                         &pages::Context {
                             settings: &assets.settings,
                             rules: &assets.rules,
@@ -566,14 +566,6 @@ fn strip_base_path<'a>(path: &'a str, base_path: &str) -> Option<&'a str> {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Whether the app has interception routes (then App Router answers vary by `Next-Url`).
-fn interception_routes(server: &Path) -> bool {
-    match std::fs::read_to_string(server.join("interception-route-rewrite-manifest.js")) {
-        Ok(text) => !text.contains("\"[]\""),
-        Err(_) => false,
-    }
 }
 
 /// Whether the `compression` middleware would compress an answer with these headers

@@ -34,7 +34,7 @@ use super::{
     rules::{HeaderRules, RuleHeaders},
     semantics::{self, Encoding},
 };
-use crate::{body::Body, routes::RouteTable, runtime::CachedEntry};
+use crate::{body::Body, build::Manifests, routes::RouteTable, runtime::CachedEntry};
 
 /// The `Vary` Next.js sets on App Router pages (without interception routes).
 const APP_VARY: &str =
@@ -193,13 +193,11 @@ pub(crate) struct Context<'a> {
 }
 
 impl PageIndex {
-    /// Reads the prerendered pages of the build in `dist_dir`.
-    pub(crate) fn load(dist_dir: &Path, cx: &Context<'_>) -> PageIndex {
+    /// Reads the prerendered pages of the build in `dist_dir`, as its manifests list them.
+    pub(crate) fn load(dist_dir: &Path, build: &Manifests, cx: &Context<'_>) -> PageIndex {
         let mut index = PageIndex::default();
         let server = dist_dir.join("server");
-        let prerender: PrerenderManifest =
-            read_json(&dist_dir.join("prerender-manifest.json")).unwrap_or_default();
-        for (path, route) in &prerender.routes {
+        for (path, route) in &build.prerender.routes {
             let kind = match route.data_route.as_deref() {
                 Some(data) if data.ends_with(".rsc") => Kind::App,
                 Some(data) if data.ends_with(".json") => Kind::PagesProps,
@@ -243,16 +241,14 @@ impl PageIndex {
             let slot = Slot::of(&path, read_stem(&stem, meta, Kind::App, life), cx);
             index.insert(path, slot, cx);
         }
-        let pages: HashMap<String, String> =
-            read_json(&server.join("pages-manifest.json")).unwrap_or_default();
-        for (path, file) in pages {
+        for (path, file) in &build.pages {
             if !file.ends_with(".html") || ["/404", "/500", "/_error"].contains(&path.as_str()) {
                 continue;
             }
-            if index.slots.contains_key(&path) {
+            if index.slots.contains_key(path) {
                 continue;
             }
-            let Some(html) = read_html(&server.join(&file)) else {
+            let Some(html) = read_html(&server.join(file)) else {
                 continue;
             };
             let source = Source {
@@ -265,8 +261,8 @@ impl PageIndex {
                 life: None,
                 last_modified: 0,
             };
-            let slot = Slot::of(&path, Some(source), cx);
-            index.insert(path, slot, cx);
+            let slot = Slot::of(path, Some(source), cx);
+            index.insert(path.clone(), slot, cx);
         }
         index
     }
@@ -832,23 +828,6 @@ fn runtime_entries(dir: &Path) -> Vec<(String, std::path::PathBuf)> {
         visit(&owner.path().join("$"), "", &mut found);
     }
     found
-}
-
-#[derive(Deserialize, Default)]
-struct PrerenderManifest {
-    #[serde(default)]
-    routes: HashMap<String, PrerenderRoute>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PrerenderRoute {
-    #[serde(default)]
-    initial_revalidate_seconds: serde_json::Value,
-    #[serde(default)]
-    initial_expire_seconds: Option<u64>,
-    #[serde(default)]
-    data_route: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -1,41 +1,14 @@
-//! next.config `headers()` rules, as the build records them in `routes-manifest.json`.
+//! next.config `headers()` rules, as the build records them in `routes-manifest.json`
+//! (read in [`crate::build`]).
 //!
 //! Next sets a matching rule's headers on the response before anything else, and its own
 //! headers then overwrite or respect them (see the responders). A rule that needs the
 //! request to decide (`has`/`missing` conditions, `:param` values) makes the paths it may
 //! match Node's.
 
-use std::path::Path;
-
 use http::{HeaderMap, HeaderName, HeaderValue};
-use serde::Deserialize;
 
-use crate::routes::JsRegex;
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Manifest {
-    #[serde(default)]
-    headers: Vec<RawRule>,
-    #[serde(default)]
-    case_sensitive: bool,
-}
-
-#[derive(Deserialize)]
-struct RawRule {
-    regex: String,
-    headers: Vec<RawHeader>,
-    #[serde(default)]
-    has: Option<serde_json::Value>,
-    #[serde(default)]
-    missing: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct RawHeader {
-    key: String,
-    value: String,
-}
+use crate::build::{HeaderRule, JsRegex};
 
 struct Rule {
     regex: JsRegex,
@@ -58,23 +31,13 @@ pub(crate) enum RuleHeaders {
 }
 
 impl HeaderRules {
-    /// Reads the rules from `routes-manifest.json` in `dist_dir`. Unreadable rules make
-    /// every path Node's, so a rule is never silently dropped.
-    pub(crate) fn load(dist_dir: &Path) -> HeaderRules {
-        let path = dist_dir.join("routes-manifest.json");
-        let manifest: Manifest = match std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| serde_json::from_slice(&text).map_err(|e| e.to_string()))
-        {
-            Ok(manifest) => manifest,
-            Err(err) => {
-                tracing::warn!(path = %path.display(), error = %err, "no header rules read");
-                return HeaderRules::default();
-            }
-        };
-        let flags = if manifest.case_sensitive { "" } else { "i" };
+    /// The rules of the build's `routes-manifest.json`; `flags` are the regex flags of
+    /// their sources ([`crate::build::ResolvedConfig::rule_flags`]). A rule whose regex is
+    /// not understood matches every path and makes it Node's, so a rule is never silently
+    /// dropped.
+    pub(crate) fn new(raw_rules: &[HeaderRule], flags: &str) -> HeaderRules {
         let mut rules = Vec::new();
-        for raw in manifest.headers {
+        for raw in raw_rules {
             let regex = match JsRegex::with_flags(&raw.regex, flags) {
                 Ok(regex) => regex,
                 Err(err) => {

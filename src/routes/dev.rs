@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use super::{DynamicRoute, JsRegex, RouteTable};
+use super::{DynamicRoute, RouteTable};
+use crate::build::JsRegex;
 
 /// Adds the filename routes found under the project's `app/` and `pages/` folders (or
 /// `src/app/`, `src/pages/`).

@@ -14,7 +14,7 @@
 //!   the default locale added (`/old-about` as `/en/old-about`): Next writes those rules
 //!   with a locale prefix.
 
-use crate::runtime::I18nConfig;
+use crate::build::I18nConfig;
 
 /// The configured locales of an app with Pages Router i18n.
 #[derive(Debug)]

@@ -17,32 +17,14 @@ use std::{borrow::Cow, collections::HashSet, path::Path};
 use http::Uri;
 use percent_encoding::percent_decode_str;
 
-use crate::{Error, runtime::AppInfo};
+use crate::{
+    Error,
+    build::{AppInfo, JsRegex, Manifests},
+};
 use locale::Locales;
 use pattern::PathPattern;
 pub(crate) use target::{Dispatch, Owner, Reach, Target};
 pub(crate) use watch::DevWatch;
-
-/// A regular expression with JavaScript semantics, as Next writes them into manifests
-/// (named groups, lookaheads).
-pub(crate) struct JsRegex(regress::Regex);
-
-impl JsRegex {
-    pub(crate) fn new(source: &str) -> Result<JsRegex, String> {
-        JsRegex::with_flags(source, "")
-    }
-
-    /// A regex with JavaScript flags (`i` for case-insensitive).
-    pub(crate) fn with_flags(source: &str, flags: &str) -> Result<JsRegex, String> {
-        regress::Regex::with_flags(source, flags)
-            .map(JsRegex)
-            .map_err(|err| format!("regex {source:?}: {err}"))
-    }
-
-    pub(crate) fn is_match(&self, text: &str) -> bool {
-        self.0.find(text).is_some()
-    }
-}
 
 /// A route with dynamic segments: the regex of its paths and its page (`/posts/[id]`).
 pub(crate) struct DynamicRoute {
@@ -110,8 +92,13 @@ pub(crate) struct RouteTable {
 }
 
 impl RouteTable {
-    /// Builds the table for the app in `dir`: from the build, or in dev from its folders.
-    pub(crate) fn load(dir: &Path, info: &AppInfo, dev: bool) -> Result<RouteTable, Error> {
+    /// Builds the table for the app in `dir`: from its build's manifests, or in dev (no
+    /// `build`) from its folders.
+    pub(crate) fn load(
+        dir: &Path,
+        info: &AppInfo,
+        build: Option<&Manifests>,
+    ) -> Result<RouteTable, Error> {
         let config = &info.config;
         let mut table = RouteTable {
             base_path: config.base_path.trim_end_matches('/').to_owned(),
@@ -120,16 +107,17 @@ impl RouteTable {
             locales: config.i18n.as_ref().and_then(Locales::new),
             ..RouteTable::default()
         };
-        if dev {
-            dev::scan(&mut table, dir, &config.page_extensions);
-            for matcher in &info.middleware_matchers {
-                match JsRegex::new(matcher) {
-                    Ok(regex) => table.middleware.push(regex),
-                    Err(err) => tracing::warn!(%err, "skipping a middleware matcher"),
+        match build {
+            Some(build) => manifest::load(&mut table, build, config)?,
+            None => {
+                dev::scan(&mut table, dir, &config.page_extensions);
+                for matcher in &info.middleware_matchers {
+                    match JsRegex::new(matcher) {
+                        Ok(regex) => table.middleware.push(regex),
+                        Err(err) => tracing::warn!(%err, "skipping a middleware matcher"),
+                    }
                 }
             }
-        } else {
-            manifest::load(&mut table, &config.dist_dir, config.case_sensitive_routes)?;
         }
         collect_public_files(&dir.join("public"), String::new(), &mut table.public_files);
         if let Some(i18n) = &config.i18n {
@@ -554,7 +542,7 @@ mod tests {
         table.middleware = vec![
             JsRegex::new(r"^(?:\/(_next\/data\/[^/]{1,}))?(?:\/((?!_next\/)[^/.]{1,}))\/mw(?:\/((?:[^\/#\?]+?)(?:\/(?:[^\/#\?]+?))*))?(\.json)?[\/#\?]?$").unwrap(),
         ];
-        table.locales = Locales::new(&crate::runtime::I18nConfig {
+        table.locales = Locales::new(&crate::build::I18nConfig {
             locales: vec!["en".into(), "fr".into()],
             default_locale: "en".into(),
             locale_detection: true,

@@ -3,17 +3,17 @@
 //!
 //! The bridge is the custom server of the Next.js docs, listening on a Unix socket in a
 //! private folder. It reports status lines on stdout: first ready (with what Rust needs to
-//! know about the app) or an error code that [`crate::Error`] turns into advice; then, in
-//! production, every change to Next's response cache ([`CacheEvent`]). With more than one
-//! worker, the bridge also installs the embedded cache handler, which keeps Next's cache
-//! coherent across the workers.
+//! know about the app, deserialised into [`AppInfo`]) or an error code that
+//! [`crate::Error`] turns into advice; then, in production, every change to Next's
+//! response cache ([`CacheEvent`]). With more than one worker, the bridge also installs
+//! the embedded cache handler, which keeps Next's cache coherent across the workers.
 
 mod pool;
 mod worker;
 
-use std::path::PathBuf;
-
 use serde::Deserialize;
+
+use crate::build::AppInfo;
 
 pub(crate) use pool::{Generation, SlotEvents, WorkerPool};
 pub use pool::{PoolStatus, WorkerHealth, WorkerStatus};
@@ -27,72 +27,6 @@ pub(crate) const CACHE_HANDLER_SCRIPT: &str = include_str!("cache-handler.js");
 
 /// The prefix of the bridge's status line on stdout.
 const STATUS_MARK: &str = "@@tower-next@@ ";
-
-/// What the bridge reports once Next.js is prepared.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct AppInfo {
-    pub next_version: String,
-    pub build_id: String,
-    pub config: ResolvedConfig,
-    /// Dev only: the middleware (proxy) matchers, read from its source.
-    #[serde(default)]
-    pub middleware_matchers: Vec<String>,
-    /// Whether the worker reports changes to Next's response cache ([`CacheEvent`]).
-    #[serde(default)]
-    pub cache_events: bool,
-}
-
-/// The parts of the resolved next.config that the Rust side acts on.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ResolvedConfig {
-    pub base_path: String,
-    pub use_file_system_public_routes: bool,
-    pub dist_dir: PathBuf,
-    pub page_extensions: Vec<String>,
-    /// Pages Router i18n (`i18n` in next.config), if configured.
-    #[serde(default)]
-    pub i18n: Option<I18nConfig>,
-    /// `experimental.caseSensitiveRoutes`: redirect and rewrite sources match case-sensitively
-    /// (by default Next matches them ignoring case).
-    #[serde(default)]
-    pub case_sensitive_routes: bool,
-    #[serde(default)]
-    pub trailing_slash: bool,
-    #[serde(default = "yes")]
-    pub powered_by_header: bool,
-    #[serde(default = "yes")]
-    pub compress: bool,
-    #[serde(default = "yes")]
-    pub generate_etags: bool,
-    #[serde(default)]
-    pub expire_time: Option<u64>,
-    #[serde(default)]
-    pub partial_prerendering: bool,
-    /// `experimental.validateRSCRequestHeaders` (on by default from Next 16): an RSC
-    /// request must carry the `_rsc` hash of its router headers, or Next redirects it.
-    #[serde(default)]
-    pub validate_rsc_request_headers: bool,
-}
-
-/// next.config's `i18n`: the parts route ownership acts on.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct I18nConfig {
-    pub locales: Vec<String>,
-    pub default_locale: String,
-    /// Whether Next redirects `/` by `Accept-Language` and the `NEXT_LOCALE` cookie.
-    #[serde(default)]
-    pub locale_detection: bool,
-    /// The default locale of each of `i18n.domains`.
-    #[serde(default)]
-    pub domain_default_locales: Vec<String>,
-}
-
-fn yes() -> bool {
-    true
-}
 
 /// A change to Next's response cache, reported by the worker. `generation` numbers the
 /// events; every response of the worker says the generation it was sent at, and the host

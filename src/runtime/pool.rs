@@ -23,12 +23,13 @@ use http_body_util::BodyExt;
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::{
-    AppInfo, BRIDGE_SCRIPT, CACHE_HANDLER_SCRIPT,
+    BRIDGE_SCRIPT, CACHE_HANDLER_SCRIPT,
     worker::{CrashReport, Events, Launch, Worker, WorkerEvent, WorkerState},
 };
 use crate::{
     Error, NextOptions,
     body::{Body, plain_response},
+    build::AppInfo,
     cache::{Fence, Journal},
     proxy::{Proxy, Sent},
 };

@@ -19,8 +19,8 @@ use tokio::{
     sync::{mpsc, oneshot, watch},
 };
 
-use super::{AppInfo, CacheEvent, STATUS_MARK, Status};
-use crate::{Error, NextOptions};
+use super::{CacheEvent, STATUS_MARK, Status};
+use crate::{Error, NextOptions, build::AppInfo};
 
 /// Lines of stderr kept to explain a failed start.
 const STDERR_TAIL: usize = 20;

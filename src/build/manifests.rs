@@ -1,0 +1,341 @@
+//! The manifests of a production build, each read once when the app is prepared and typed
+//! as far as tower-next uses them. What they mean for ownership and native answers is
+//! decided where it is used: `routes` (which paths Next serves) and `assets` (header rules,
+//! prerendered pages).
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, de::DeserializeOwned};
+
+use crate::Error;
+
+/// The manifests of one production build (`distDir`, `.next` by default).
+pub(crate) struct Manifests {
+    dist_dir: PathBuf,
+    /// `routes-manifest.json`: pages by kind, redirects, rewrites, header rules.
+    pub routes: RoutesManifest,
+    /// `server/pages-manifest.json`: each Pages Router page (Next's own ones included) and
+    /// its file under `server/`.
+    pub pages: HashMap<String, String>,
+    /// `app-path-routes-manifest.json`: each App Router entry (`/about/page`) and its
+    /// route (`/about`).
+    pub app_paths: HashMap<String, String>,
+    /// `prerender-manifest.json`: the pages prerendered at build time.
+    pub prerender: PrerenderManifest,
+    /// `server/middleware-manifest.json`: the Edge middleware.
+    pub middleware: MiddlewareManifest,
+    /// `server/functions-config-manifest.json` (Next 16): the Node.js `proxy` (middleware).
+    pub functions: FunctionsConfigManifest,
+    /// Whether `server/interception-route-rewrite-manifest.js` lists interception routes
+    /// (then App Router answers vary by `Next-Url`).
+    pub interception_routes: bool,
+}
+
+impl Manifests {
+    /// Reads the manifests of the build in `dist_dir`. A manifest Next.js does not always
+    /// write reads as empty when it is missing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Manifest`] when `routes-manifest.json` is missing, or a manifest cannot be
+    /// read or parsed. The prerender manifest is the exception: it only decides which
+    /// pages Rust may answer, so an unreadable one is logged and leaves them to Next.js.
+    pub(crate) fn read(dist_dir: &Path) -> Result<Manifests, Error> {
+        let routes =
+            read_json(&dist_dir.join(RoutesManifest::FILE))?.ok_or_else(|| Error::Manifest {
+                path: dist_dir.join(RoutesManifest::FILE),
+                detail: "missing; run `next build`".into(),
+                source: None,
+            })?;
+        let prerender = dist_dir.join("prerender-manifest.json");
+        let prerender = read_json(&prerender).unwrap_or_else(|err| {
+            tracing::warn!(path = %prerender.display(), error = %err, "prerendered pages are left to Next.js");
+            None
+        });
+        Ok(Manifests {
+            routes,
+            pages: read_json(&dist_dir.join("server/pages-manifest.json"))?.unwrap_or_default(),
+            app_paths: read_json(&dist_dir.join("app-path-routes-manifest.json"))?
+                .unwrap_or_default(),
+            prerender: prerender.unwrap_or_default(),
+            middleware: read_json(&dist_dir.join(MiddlewareManifest::FILE))?.unwrap_or_default(),
+            functions: read_json(&dist_dir.join(FunctionsConfigManifest::FILE))?
+                .unwrap_or_default(),
+            interception_routes: interception_routes(&dist_dir.join("server")),
+            dist_dir: dist_dir.to_owned(),
+        })
+    }
+
+    /// The path of one of the build's files (such as [`RoutesManifest::FILE`]), to name it
+    /// in an error.
+    pub(crate) fn path(&self, file: &str) -> PathBuf {
+        self.dist_dir.join(file)
+    }
+}
+
+/// `routes-manifest.json`, as far as tower-next reads it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RoutesManifest {
+    /// next.config `redirects()`, and Next's own (marked `internal`).
+    #[serde(default)]
+    pub redirects: Vec<RouteRule>,
+    /// next.config `rewrites()`.
+    #[serde(default)]
+    pub rewrites: Rewrites,
+    /// next.config `headers()`.
+    #[serde(default)]
+    pub headers: Vec<HeaderRule>,
+    /// Routes with dynamic segments.
+    #[serde(default)]
+    pub dynamic_routes: Vec<PageRoute>,
+    /// Routes without dynamic segments.
+    #[serde(default)]
+    pub static_routes: Vec<PageRoute>,
+}
+
+impl RoutesManifest {
+    /// Its file name in `distDir`.
+    pub(crate) const FILE: &str = "routes-manifest.json";
+}
+
+/// A redirect or rewrite: the regex of its source (with basePath).
+#[derive(Deserialize)]
+pub(crate) struct RouteRule {
+    /// The source as a JavaScript regex.
+    pub regex: String,
+    /// Next's own rule (its trailing-slash redirect), not the app's.
+    #[serde(default)]
+    pub internal: bool,
+}
+
+/// `rewrites()` may return a plain list (all "afterFiles") or the three phases.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Rewrites {
+    /// The three phases Next applies them in.
+    Phases {
+        /// Before files and pages are looked up.
+        #[serde(default, rename = "beforeFiles")]
+        before_files: Vec<RouteRule>,
+        /// After files and pages, before dynamic routes.
+        #[serde(default, rename = "afterFiles")]
+        after_files: Vec<RouteRule>,
+        /// When nothing else matched.
+        #[serde(default)]
+        fallback: Vec<RouteRule>,
+    },
+    /// A plain list.
+    List(Vec<RouteRule>),
+}
+
+impl Default for Rewrites {
+    fn default() -> Self {
+        Rewrites::List(Vec::new())
+    }
+}
+
+impl Rewrites {
+    /// Every rewrite, phase after phase.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &RouteRule> {
+        let (before, after, fallback): (&[RouteRule], &[RouteRule], &[RouteRule]) = match self {
+            Rewrites::Phases {
+                before_files,
+                after_files,
+                fallback,
+            } => (before_files, after_files, fallback),
+            Rewrites::List(list) => (&[], list, &[]),
+        };
+        before.iter().chain(after).chain(fallback)
+    }
+}
+
+/// A next.config `headers()` rule.
+#[derive(Deserialize)]
+pub(crate) struct HeaderRule {
+    /// The source as a JavaScript regex (with basePath).
+    pub regex: String,
+    /// The headers it sets, in order.
+    pub headers: Vec<RuleHeader>,
+    /// `has` conditions on the request, if any.
+    #[serde(default)]
+    pub has: Option<serde_json::Value>,
+    /// `missing` conditions on the request, if any.
+    #[serde(default)]
+    pub missing: Option<serde_json::Value>,
+}
+
+/// One header of a [`HeaderRule`], as written in next.config (may name `:params`).
+#[derive(Deserialize)]
+pub(crate) struct RuleHeader {
+    /// The header name.
+    pub key: String,
+    /// The header value.
+    pub value: String,
+}
+
+/// A route and the page that serves it.
+#[derive(Deserialize)]
+pub(crate) struct PageRoute {
+    /// The page (`/posts/[id]`).
+    pub page: String,
+    /// The regex of its paths (without basePath).
+    pub regex: String,
+}
+
+/// `prerender-manifest.json`, as far as tower-next reads it.
+#[derive(Deserialize, Default)]
+pub(crate) struct PrerenderManifest {
+    /// Each prerendered path (after basePath).
+    #[serde(default)]
+    pub routes: HashMap<String, PrerenderRoute>,
+}
+
+/// A prerendered path.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PrerenderRoute {
+    /// Seconds, or `false` for never.
+    #[serde(default)]
+    pub initial_revalidate_seconds: serde_json::Value,
+    /// Seconds, when the page set an expiry.
+    #[serde(default)]
+    pub initial_expire_seconds: Option<u64>,
+    /// The path of its data: `.rsc` (App Router) or `.json` (Pages Router); none for a
+    /// route handler.
+    #[serde(default)]
+    pub data_route: Option<String>,
+}
+
+/// `server/middleware-manifest.json`: the Edge middleware, if any.
+#[derive(Deserialize, Default)]
+pub(crate) struct MiddlewareManifest {
+    /// The middleware by name (`/`).
+    #[serde(default)]
+    pub middleware: HashMap<String, FunctionEntry>,
+}
+
+impl MiddlewareManifest {
+    /// Its file name in `distDir`.
+    pub(crate) const FILE: &str = "server/middleware-manifest.json";
+}
+
+/// Next 16: `server/functions-config-manifest.json` lists the Node.js `proxy` (middleware),
+/// as `/_middleware`, with its matchers.
+#[derive(Deserialize, Default)]
+pub(crate) struct FunctionsConfigManifest {
+    /// The functions by name.
+    #[serde(default)]
+    pub functions: HashMap<String, FunctionEntry>,
+}
+
+impl FunctionsConfigManifest {
+    /// Its file name in `distDir`.
+    pub(crate) const FILE: &str = "server/functions-config-manifest.json";
+}
+
+/// A middleware (or function) and the paths it runs for.
+#[derive(Deserialize)]
+pub(crate) struct FunctionEntry {
+    /// Its matchers; none for a function that is not middleware.
+    #[serde(default)]
+    pub matchers: Vec<Matcher>,
+}
+
+/// A middleware matcher.
+#[derive(Deserialize)]
+pub(crate) struct Matcher {
+    /// The paths it matches, as a JavaScript regex (with basePath).
+    pub regexp: String,
+}
+
+/// The JSON file at `path`, or `None` when there is none.
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, Error> {
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => {
+            return Err(Error::Manifest {
+                path: path.to_owned(),
+                detail: err.to_string(),
+                source: Some(Box::new(err)),
+            });
+        }
+    };
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|err| Error::Manifest {
+            path: path.to_owned(),
+            detail: err.to_string(),
+            source: Some(Box::new(err)),
+        })
+}
+
+/// Whether the build has interception routes: the manifest is a script that assigns a
+/// JSON string, `"[]"` when there are none.
+fn interception_routes(server: &Path) -> bool {
+    match std::fs::read_to_string(server.join("interception-route-rewrite-manifest.js")) {
+        Ok(text) => !text.contains("\"[]\""),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_are_read_in_either_shape() {
+        let list: Rewrites = serde_json::from_str(r#"[{"regex": "^/a$"}]"#).unwrap();
+        assert_eq!(
+            list.iter().map(|r| r.regex.as_str()).collect::<Vec<_>>(),
+            ["^/a$"]
+        );
+        let phases: Rewrites = serde_json::from_str(
+            r#"{"fallback": [{"regex": "^/c$"}], "beforeFiles": [{"regex": "^/a$"}],
+                "afterFiles": [{"regex": "^/b$", "internal": true}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            phases.iter().map(|r| r.regex.as_str()).collect::<Vec<_>>(),
+            ["^/a$", "^/b$", "^/c$"]
+        );
+    }
+
+    #[test]
+    fn a_missing_routes_manifest_asks_for_a_build_and_a_bad_one_keeps_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let Err(Error::Manifest { path, source, .. }) = Manifests::read(dir.path()) else {
+            panic!("a build without routes-manifest.json was read");
+        };
+        assert_eq!(path, dir.path().join(RoutesManifest::FILE));
+        assert!(source.is_none());
+
+        std::fs::write(dir.path().join(RoutesManifest::FILE), "{}").unwrap();
+        std::fs::write(dir.path().join("app-path-routes-manifest.json"), "{").unwrap();
+        let err = Manifests::read(dir.path())
+            .err()
+            .expect("a bad manifest was read");
+        let Error::Manifest { path, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(path, &dir.path().join("app-path-routes-manifest.json"));
+        let source = std::error::Error::source(&err).expect("the JSON error is kept");
+        assert!(source.is::<serde_json::Error>(), "{source:?}");
+    }
+
+    #[test]
+    fn optional_manifests_read_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(RoutesManifest::FILE), "{}").unwrap();
+        std::fs::write(dir.path().join("prerender-manifest.json"), "not json").unwrap();
+        let build = Manifests::read(dir.path()).unwrap();
+        assert!(build.pages.is_empty() && build.app_paths.is_empty());
+        assert!(build.prerender.routes.is_empty());
+        assert!(build.middleware.middleware.is_empty() && build.functions.functions.is_empty());
+        assert!(!build.interception_routes);
+    }
+}
