@@ -177,7 +177,7 @@ fn same_headers(actual: &HeaderMap, expected: &HeaderMap) -> bool {
                     "date" | "connection" | "keep-alive" | "transfer-encoding"
                 ) && !name
                     .as_str()
-                    .starts_with(crate::proxy::headers::BRIDGE_PREFIX)
+                    .starts_with(crate::runtime::protocol::BRIDGE_PREFIX)
             })
             .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
             .collect();

@@ -16,7 +16,7 @@
 //! versions whose behaviour was not verified, odd spellings of a path.
 //!
 //! The worker reports each change of Next's response cache
-//! ([`crate::runtime::CacheChange`]); [`Assets::apply`] keeps the pages current, so a
+//! ([`crate::cache::CacheChange`]); [`Assets::apply`] keeps the pages current, so a
 //! native answer is never older than Next's.
 
 mod compressed;
@@ -47,8 +47,8 @@ use rules::{HeaderRules, RuleHeaders};
 use crate::{
     body::Body,
     build::{self, AppInfo, Manifests},
+    cache::{CacheChange, WorkerEvent},
     routes::{Reach, RouteTable},
-    runtime::{CacheChange, WorkerEvent},
 };
 
 /// A response header that names the responder of a native answer, when

@@ -4,7 +4,7 @@
 //! At prepare the index is read from the build (and from the runtime cache entries an
 //! earlier run of the same build wrote, which Next.js prefers). While the app runs, the
 //! worker reports every write to its response cache and every tag invalidation
-//! ([`crate::runtime::CacheChange`]): a written entry replaces the page, an invalidated
+//! ([`crate::cache::CacheChange`]): a written entry replaces the page, an invalidated
 //! page is Node's until Next.js writes it again. An ISR page past its revalidate time is
 //! Node's too: Next.js answers it stale and regenerates it in the background, and the new
 //! entry makes it native again.
@@ -34,7 +34,7 @@ use super::{
     rules::{HeaderRules, RuleHeaders},
     semantics::{self, Encoding},
 };
-use crate::{body::Body, build::Manifests, routes::RouteTable, runtime::CachedEntry};
+use crate::{body::Body, build::Manifests, cache::CachedEntry, routes::RouteTable};
 
 /// The `Vary` Next.js sets on App Router pages (without interception routes).
 const APP_VARY: &str =

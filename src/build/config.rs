@@ -21,7 +21,7 @@ pub(crate) struct AppInfo {
     #[serde(default)]
     pub middleware_matchers: Vec<String>,
     /// Whether the worker reports changes to Next's response cache
-    /// ([`crate::runtime::CacheEvent`]).
+    /// ([`crate::cache::CacheEvent`]).
     #[serde(default)]
     pub cache_events: bool,
 }

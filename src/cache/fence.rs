@@ -16,6 +16,7 @@ use std::{
     time::Duration,
 };
 
+use crate::runtime::protocol;
 use tokio::{
     io::{AsyncReadExt, AsyncSeekExt},
     sync::{Mutex, watch},
@@ -31,6 +32,20 @@ pub(crate) struct Marks {
     pub generation: Option<u64>,
     /// The journal's length when it sent the headers (pools only).
     pub journal: Option<u64>,
+}
+
+impl Marks {
+    /// Takes the marks out of a worker's response headers (the client never sees them).
+    pub(crate) fn take(headers: &mut http::HeaderMap) -> Marks {
+        let mut number = |name| {
+            let value = headers.remove(name)?;
+            value.to_str().ok()?.parse().ok()
+        };
+        Marks {
+            generation: number(protocol::GENERATION),
+            journal: number(protocol::JOURNAL),
+        }
+    }
 }
 
 /// The applied cache events of one generation's workers, and its journal.

@@ -3,16 +3,15 @@
 //! page index, and the fence a worker's response waits at until every event it may show
 //! has been applied (see [`fence`]).
 
+mod events;
 mod fence;
 
+pub(crate) use events::{CacheChange, CacheEvent, CachedEntry, WorkerEvent};
 pub(crate) use fence::{Fence, Journal, Marks};
 
 use std::sync::Arc;
 
-use crate::{
-    assets::Assets,
-    runtime::{SlotEvents, WorkerEvent},
-};
+use crate::{assets::Assets, runtime::SlotEvents};
 use fence::Applied;
 
 /// Applies each worker's cache events to the native responders `assets`, in order, and

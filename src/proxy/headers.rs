@@ -4,18 +4,7 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
-use crate::cache::Marks;
-
-/// Headers that the host uses to instruct the bridge. Never accepted from a client.
-pub(crate) const BRIDGE_PREFIX: &str = "x-tower-next-";
-pub(crate) const RENDER: HeaderName = HeaderName::from_static("x-tower-next-render");
-pub(crate) const QUERY: HeaderName = HeaderName::from_static("x-tower-next-query");
-pub(crate) const NOT_FOUND: HeaderName = HeaderName::from_static("x-tower-next-not-found");
-pub(crate) const CONTROL: HeaderName = HeaderName::from_static("x-tower-next-control");
-/// On worker responses: the last cache event the worker had sent when it sent the headers.
-pub(crate) const GENERATION: HeaderName = HeaderName::from_static("x-tower-next-generation");
-/// On worker responses of a pool: the length of the pool's cache journal then.
-pub(crate) const JOURNAL: HeaderName = HeaderName::from_static("x-tower-next-journal");
+use crate::runtime::protocol::BRIDGE_PREFIX;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -110,20 +99,6 @@ pub(crate) fn to_worker(headers: &mut HeaderMap, authority: Option<&str>, origin
     }
 }
 
-/// Drops the worker's connection-level headers from its response, and takes out the
-/// cache marks it reports (see [`GENERATION`] and [`JOURNAL`]).
-pub(crate) fn from_worker(headers: &mut HeaderMap) -> Marks {
-    remove_hop_by_hop(headers);
-    let mut number = |name| {
-        let value = headers.remove(name)?;
-        value.to_str().ok()?.parse().ok()
-    };
-    Marks {
-        generation: number(GENERATION),
-        journal: number(JOURNAL),
-    }
-}
-
 /// A rendered page is served at the request's path, not its own: a redirect to the page
 /// itself (Next 16's `_rsc` check, a trailing-slash fix) goes to the public path instead.
 pub(crate) fn redirect_to_public_path(headers: &mut HeaderMap, page: &str, public_path: &str) {
@@ -144,7 +119,7 @@ pub(crate) fn redirect_to_public_path(headers: &mut HeaderMap, page: &str, publi
     }
 }
 
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()

@@ -2,7 +2,7 @@
 //! `101 Switching Protocols`, the two connections become one byte tunnel. Nothing is
 //! re-framed; when either side closes, the other is closed.
 
-use http::{HeaderMap, HeaderValue, header, response};
+use http::{HeaderMap, HeaderValue, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -62,9 +62,9 @@ impl ClientUpgrade {
 
 /// The `Connection` and `Upgrade` headers of a worker's `101` response, which the
 /// hop-by-hop cleanup would drop.
-pub(crate) fn switching_headers(parts: &response::Parts) -> Vec<(header::HeaderName, HeaderValue)> {
+pub(crate) fn switching_headers(headers: &HeaderMap) -> Vec<(header::HeaderName, HeaderValue)> {
     [header::CONNECTION, header::UPGRADE]
         .into_iter()
-        .filter_map(|name| Some((name.clone(), parts.headers.get(&name)?.clone())))
+        .filter_map(|name| Some((name.clone(), headers.get(&name)?.clone())))
         .collect()
 }

@@ -24,14 +24,14 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::{
     BRIDGE_SCRIPT, CACHE_HANDLER_SCRIPT,
-    worker::{CrashReport, Events, Launch, Worker, WorkerEvent, WorkerState},
+    client::{Sent, WorkerClient},
+    worker::{CrashReport, Events, Launch, Worker, WorkerState},
 };
 use crate::{
     Error, NextOptions,
     body::{Body, plain_response},
     build::AppInfo,
-    cache::{Fence, Journal},
-    proxy::{Proxy, Sent},
+    cache::{Fence, Journal, WorkerEvent},
 };
 
 /// How long a worker that refused a connection gets no requests, unless it is restarted
@@ -111,7 +111,7 @@ pub(crate) struct SlotEvents {
 /// One worker with its HTTP client and its load.
 struct Slot {
     worker: Worker,
-    proxy: Proxy,
+    client: WorkerClient,
     /// The worker's cache events, until taken by whoever keeps the native responders
     /// current, with where to publish the last one applied (the proxy waits on it).
     events: Mutex<Option<(mpsc::UnboundedReceiver<WorkerEvent>, watch::Sender<u64>)>>,
@@ -236,10 +236,10 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
         let current = self.current();
         let slot = current.slots.first().ok_or("no worker")?.clone();
         drop(current);
-        slot.proxy.control(name).await
+        slot.client.control(name).await
     }
 
-    /// Sends a request (made by [`crate::proxy::prepare`]) to a worker and returns its
+    /// Sends a request (made by `proxy::prepare`) to a worker and returns its
     /// response, whose body keeps the worker's slot taken until it has been sent.
     pub(crate) async fn forward(&self, request: Request<Body>) -> Response<Body> {
         let pinned = self.previous_build_for(request.uri().path());
@@ -249,7 +249,7 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
         };
         let timeout = self.shared.options.request_timeout;
         let exchange = async {
-            let (lease, request) = match lease.slot.proxy.send(request).await {
+            let (lease, request) = match lease.slot.client.send(request).await {
                 Sent::Response(response) => return (Some(lease), response),
                 Sent::Unreachable(request) => (lease, request),
             };
@@ -261,7 +261,7 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
                 Ok(lease) => lease,
                 Err(refusal) => return (None, refusal.response()),
             };
-            match lease.slot.proxy.send(request).await {
+            match lease.slot.client.send(request).await {
                 Sent::Response(response) => (Some(lease), response),
                 Sent::Unreachable(_) => {
                     self.mark_unreachable(&lease.slot);
@@ -684,7 +684,7 @@ impl Blueprint {
             .enumerate()
             .map(|(index, (((worker, _), (_, received)), applied))| {
                 let slot = Arc::new(Slot {
-                    proxy: Proxy::new(worker.socket(), index, fence.clone()),
+                    client: WorkerClient::new(worker.socket(), index, fence.clone()),
                     events: Mutex::new(Some((received, applied))),
                     worker,
                     in_flight: AtomicUsize::new(0),

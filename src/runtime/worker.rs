@@ -19,7 +19,8 @@ use tokio::{
     sync::{mpsc, oneshot, watch},
 };
 
-use super::{CacheEvent, STATUS_MARK, Status};
+use super::{STATUS_MARK, Status};
+use crate::cache::{CacheEvent, WorkerEvent};
 use crate::{Error, NextOptions, build::AppInfo};
 
 /// Lines of stderr kept to explain a failed start.
@@ -129,15 +130,6 @@ impl CrashReport {
             tracing::info!(worker, "Next.js worker starts again");
         }
     }
-}
-
-/// What the worker reports while it runs, for whoever keeps the native responses current.
-#[derive(Debug)]
-pub(crate) enum WorkerEvent {
-    /// A change to Next's response cache.
-    Cache(Box<CacheEvent>),
-    /// A new worker process took over (its in-memory cache starts empty).
-    Restarted,
 }
 
 /// The channel the worker's events go to, and the last generation seen (a restarted

@@ -1,0 +1,21 @@
+//! The bridge's protocol with the host, besides its ready line: the `x-tower-next-*`
+//! headers. The host instructs the bridge with request headers (stripped from client
+//! requests, so they cannot be spoofed), and the bridge reports cache marks in response
+//! headers (taken out before the client sees the response).
+
+use http::HeaderName;
+
+/// The prefix of every bridge header. Never accepted from a client.
+pub(crate) const BRIDGE_PREFIX: &str = "x-tower-next-";
+/// `app.render` of this page.
+pub(crate) const RENDER: HeaderName = HeaderName::from_static("x-tower-next-render");
+/// The query of an `app.render`.
+pub(crate) const QUERY: HeaderName = HeaderName::from_static("x-tower-next-query");
+/// `app.render404`.
+pub(crate) const NOT_FOUND: HeaderName = HeaderName::from_static("x-tower-next-not-found");
+/// A question to the bridge itself (e.g. `middleware-matchers`).
+pub(crate) const CONTROL: HeaderName = HeaderName::from_static("x-tower-next-control");
+/// On worker responses: the last cache event the worker had sent when it sent the headers.
+pub(crate) const GENERATION: HeaderName = HeaderName::from_static("x-tower-next-generation");
+/// On worker responses of a pool: the length of the pool's cache journal then.
+pub(crate) const JOURNAL: HeaderName = HeaderName::from_static("x-tower-next-journal");
