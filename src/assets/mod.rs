@@ -314,23 +314,13 @@ impl Assets {
         if !rest.starts_with("/_next/") || rest.starts_with("/_next/static/") {
             match self.files.find(rest) {
                 FileMatch::Static(file) => {
-                    let native = files::serve_static(
-                        request,
-                        file,
-                        &self.settings,
-                        &self.compressed,
-                        learn,
-                    )?;
+                    let (settings, compressed) = (&self.settings, &self.compressed);
+                    let native = files::serve_static(request, file, settings, compressed, learn)?;
                     return Some((native, "static"));
                 }
                 FileMatch::Public(file) => {
-                    let native = files::serve_public(
-                        request,
-                        file,
-                        &self.settings,
-                        &self.compressed,
-                        learn,
-                    )?;
+                    let (settings, compressed) = (&self.settings, &self.compressed);
+                    let native = files::serve_public(request, file, settings, compressed, learn)?;
                     return Some((native, "public"));
                 }
                 FileMatch::Refused => {

@@ -11,7 +11,7 @@ use std::{
     path::{Path, PathBuf},
     pin::pin,
     sync::{
-        Arc, Mutex, Weak,
+        Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -22,16 +22,22 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tokio::sync::{Notify, mpsc, watch};
 
+mod generation;
+mod status;
+
+pub use status::{PoolStatus, WorkerHealth, WorkerStatus};
+
 use super::{
     BRIDGE_SCRIPT, CACHE_HANDLER_SCRIPT,
     client::{Sent, WorkerClient},
-    worker::{CrashReport, Events, Launch, Worker, WorkerState},
+    worker::{CrashReport, Worker, WorkerState},
 };
 use crate::{
     Error, NextOptions,
     body::{Body, plain_response},
     build::AppInfo,
-    cache::{Fence, Journal, WorkerEvent},
+    cache::{Fence, WorkerEvent},
+    routes::BuildPath,
 };
 
 /// How long a worker that refused a connection gets no requests, unless it is restarted
@@ -76,6 +82,15 @@ struct Shared<A> {
     /// Where the search for the least busy worker starts, so ties rotate.
     rotate: AtomicUsize,
     epoch: Instant,
+}
+
+impl<A> Shared<A> {
+    /// Every generation: the current one first, then those retiring after a reload.
+    fn generations(&self) -> Vec<Arc<Generation<A>>> {
+        let mut generations = vec![self.current.load_full()];
+        generations.extend(self.retiring.lock().expect("retiring lock").iter().cloned());
+        generations
+    }
 }
 
 /// What the workers of every generation are started with.
@@ -301,25 +316,23 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
             return None;
         }
         let current = self.shared.current.load();
-        let rest = path.strip_prefix(current.info.config.base_path.trim_end_matches('/'))?;
+        let asked = BuildPath::of(path, &current.info.config.base_path)?;
         let retiring = self.shared.retiring.lock().expect("retiring lock");
-        if let Some(data) = rest.strip_prefix("/_next/data/") {
-            let build = data.split('/').next()?;
-            return retiring
+        match asked {
+            BuildPath::Data { build_id } => retiring
                 .iter()
                 .rev()
-                .find(|g| g.info.build_id == build && build != current.info.build_id)
-                .cloned();
+                .find(|g| g.info.build_id == build_id && build_id != current.info.build_id)
+                .cloned(),
+            BuildPath::Static { file } => {
+                let has =
+                    |g: &Generation<A>| g.info.config.dist_dir.join("static").join(file).is_file();
+                if has(&current) {
+                    return None;
+                }
+                retiring.iter().rev().find(|g| has(g)).cloned()
+            }
         }
-        let file = rest.strip_prefix("/_next/static/")?;
-        if file.is_empty() || file.split('/').any(|s| s == ".." || s == ".") {
-            return None;
-        }
-        let has = |g: &Generation<A>| g.info.config.dist_dir.join("static").join(file).is_file();
-        if has(&current) {
-            return None;
-        }
-        retiring.iter().rev().find(|g| has(g)).cloned()
     }
 
     fn mark_unreachable(&self, slot: &Slot) {
@@ -436,150 +449,6 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
             // Another request took that place meanwhile: look again.
         }
     }
-
-    /// Starts a generation on the build in `dir`, makes it current once all its workers
-    /// are ready, and retires the previous one: it finishes its requests and serves its
-    /// build's assets for the grace period, then stops. On error nothing changes.
-    pub(crate) async fn reload(
-        &self,
-        dir: PathBuf,
-        app: impl FnOnce(&Path, &AppInfo) -> Result<A, Error>,
-    ) -> Result<(), Error> {
-        let shared = &self.shared;
-        let _one_at_a_time = shared.reloading.lock().await;
-        if shared.closing.load(Ordering::Acquire) {
-            return Err(Error::ShutDown);
-        }
-        let id = shared.generations.fetch_add(1, Ordering::AcqRel);
-        let generation = shared.blueprint.launch(&dir, id).await?.with_app(app)?;
-        let generation = Arc::new(generation);
-        if shared.closing.load(Ordering::Acquire) {
-            stop(&generation).await;
-            return Err(Error::ShutDown);
-        }
-        {
-            let mut retiring = shared.retiring.lock().expect("retiring lock");
-            let previous = shared.current.swap(generation.clone());
-            tracing::info!(
-                from = %previous.info.build_id,
-                to = %generation.info.build_id,
-                grace = ?shared.options.reload_grace,
-                "reloaded Next.js; the previous workers finish their requests and serve their build's assets during the grace period"
-            );
-            retiring.push(previous.clone());
-            shared.has_retiring.store(true, Ordering::Release);
-            tokio::spawn(retire(Arc::downgrade(&self.shared), previous));
-        }
-        shared.room.notify_waiters();
-        if shared.closing.load(Ordering::Acquire) {
-            // Shut down just now: the shutdown may not have seen this generation.
-            stop(&generation).await;
-            return Err(Error::ShutDown);
-        }
-        Ok(())
-    }
-
-    /// Stops taking requests, waits (up to the drain timeout) for those in flight, stops
-    /// every worker (SIGTERM, then SIGKILL after a grace period) and removes their
-    /// sockets. Calls after the first wait for it to finish.
-    pub(crate) async fn shutdown(&self) {
-        let shared = &*self.shared;
-        shared.closing.store(true, Ordering::Release);
-        shared.room.notify_waiters();
-        let mut stopped = shared.stopped.lock().await;
-        if *stopped {
-            return;
-        }
-        let mut generations = vec![shared.current.load_full()];
-        generations.extend(
-            shared
-                .retiring
-                .lock()
-                .expect("retiring lock")
-                .iter()
-                .cloned(),
-        );
-        let in_flight = total_in_flight(&generations);
-        if in_flight > 0 {
-            tracing::info!(in_flight, limit = ?shared.options.drain_timeout, "draining requests in flight");
-        }
-        drain(&generations, shared.options.drain_timeout).await;
-        futures::future::join_all(generations.iter().map(|g| stop(g))).await;
-        *stopped = true;
-    }
-
-    /// A snapshot of the pool, for monitoring.
-    pub(crate) fn status(&self) -> PoolStatus {
-        let shared = &*self.shared;
-        let current = shared.current.load_full();
-        let mut generations = vec![current.clone()];
-        generations.extend(
-            shared
-                .retiring
-                .lock()
-                .expect("retiring lock")
-                .iter()
-                .cloned(),
-        );
-        let mut workers = Vec::new();
-        for generation in &generations {
-            for slot in &generation.slots {
-                workers.push(WorkerStatus {
-                    generation: generation.id,
-                    current: Arc::ptr_eq(generation, &current),
-                    build_id: generation.info.build_id.clone(),
-                    pid: slot.worker.pid(),
-                    health: WorkerHealth::from(&slot.worker.state()),
-                    in_flight: slot.in_flight.load(Ordering::Acquire),
-                    handled: slot.handled.load(Ordering::Relaxed),
-                    restarts: slot.worker.restarts(),
-                    failed_starts: slot.worker.failed_starts(),
-                });
-            }
-        }
-        PoolStatus {
-            queued: shared.queued.load(Ordering::Acquire),
-            workers,
-        }
-    }
-}
-
-impl<A> Generation<A> {
-    fn with_app<B>(
-        self,
-        app: impl FnOnce(&Path, &AppInfo) -> Result<B, Error>,
-    ) -> Result<Generation<B>, Error> {
-        Ok(Generation {
-            app: app(&self.dir, &self.info)?,
-            info: self.info,
-            dir: self.dir,
-            id: self.id,
-            slots: self.slots,
-            tags_log: self.tags_log,
-            fence: self.fence,
-        })
-    }
-
-    /// Takes the cache-event streams of this generation's workers (once).
-    pub(crate) fn take_events(&self) -> Vec<SlotEvents> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, s)| {
-                let (received, applied) = s.events.lock().expect("events lock").take()?;
-                Some(SlotEvents {
-                    slot,
-                    received,
-                    applied,
-                })
-            })
-            .collect()
-    }
-
-    /// The fence of this generation's responses (its journal, with a pool).
-    pub(crate) fn fence(&self) -> &Arc<Fence> {
-        &self.fence
-    }
 }
 
 impl Refusal {
@@ -615,236 +484,5 @@ struct Queued<'a>(&'a AtomicUsize);
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl Blueprint {
-    /// Starts the workers of a generation side by side; all must become ready.
-    async fn launch(&self, dir: &Path, id: u64) -> Result<Generation<()>, Error> {
-        let count = self.options.worker_count();
-        // Several workers share Next's cache through the build folder (README: the pool).
-        let tags_log = (count > 1).then(|| self.private_dir.join(format!("tags-{id}.log")));
-        let mut bridge_extra = match &tags_log {
-            Some(log) => {
-                std::fs::write(log, "")?;
-                serde_json::json!({
-                    "sharedCache": { "handler": self.cache_handler, "tagsLog": log }
-                })
-            }
-            None => serde_json::json!({}),
-        };
-        // A worker may answer from what another wrote: responses wait for the events noted
-        // in the journal (see `cache::Fence`).
-        let journal = if count > 1 && self.options.native_pages() {
-            let journal =
-                Journal::create(&self.private_dir.join(format!("journal-{id}.log")), count)?;
-            bridge_extra["journal"] = serde_json::json!(journal.path());
-            Some(journal)
-        } else {
-            None
-        };
-        // Each worker reports its cache events on its own channel (see `Slot::events`).
-        let channels: Vec<_> = (0..count).map(|_| Events::new()).collect();
-        let launches = channels.iter().enumerate().map(|(index, (events, _))| {
-            let mut bridge_extra = bridge_extra.clone();
-            bridge_extra["slot"] = serde_json::json!(index);
-            Worker::start(Launch {
-                options: self.options.clone(),
-                dir: dir.to_owned(),
-                private_dir: self.private_dir.clone(),
-                script: self.script.clone(),
-                socket: self.private_dir.join(format!("worker-{id}.{index}.sock")),
-                name: format!("worker-{id}.{index}").into(),
-                bridge_extra,
-                crash_report: self.crash_report.clone(),
-                events: events.clone(),
-            })
-        });
-        let mut started = Vec::with_capacity(count);
-        let mut failure = None;
-        for result in futures::future::join_all(launches).await {
-            match result {
-                Ok(worker) => started.push(worker),
-                Err(err) => failure = failure.or(Some(err)),
-            }
-        }
-        if let Some(err) = failure {
-            for (worker, _) in &started {
-                worker.stop().await;
-            }
-            return Err(err);
-        }
-        let info = started[0].1.clone();
-        let (applied, applied_rx): (Vec<_>, Vec<_>) = (0..count).map(|_| watch::channel(0)).unzip();
-        let fence = Arc::new(Fence::new(applied_rx, journal));
-        let slots = started
-            .into_iter()
-            .zip(channels)
-            .zip(applied)
-            .enumerate()
-            .map(|(index, (((worker, _), (_, received)), applied))| {
-                let slot = Arc::new(Slot {
-                    client: WorkerClient::new(worker.socket(), index, fence.clone()),
-                    events: Mutex::new(Some((received, applied))),
-                    worker,
-                    in_flight: AtomicUsize::new(0),
-                    handled: AtomicU64::new(0),
-                    unreachable_until: AtomicU64::new(0),
-                    room: self.room.clone(),
-                });
-                tokio::spawn(watch_state(Arc::downgrade(&slot), self.room.clone()));
-                slot
-            })
-            .collect();
-        Ok(Generation {
-            app: (),
-            info,
-            dir: dir.to_owned(),
-            id,
-            slots,
-            tags_log,
-            fence,
-        })
-    }
-}
-
-/// Wakes waiting requests whenever the worker changes state; a restarted worker is
-/// reachable again.
-async fn watch_state(slot: Weak<Slot>, room: Arc<Notify>) {
-    let Some(mut state) = slot.upgrade().map(|slot| slot.worker.watch()) else {
-        return;
-    };
-    while state.changed().await.is_ok() {
-        let ready = matches!(*state.borrow_and_update(), WorkerState::Ready);
-        if ready {
-            match slot.upgrade() {
-                Some(slot) => slot.unreachable_until.store(0, Ordering::Release),
-                None => return,
-            }
-        }
-        room.notify_waiters();
-    }
-}
-
-/// The previous generation after a reload: serves its build's assets for the grace
-/// period, finishes its requests (bounded), then stops.
-async fn retire<A: Send + Sync + 'static>(shared: Weak<Shared<A>>, generation: Arc<Generation<A>>) {
-    let (grace, drain_timeout) = match shared.upgrade() {
-        Some(shared) => (shared.options.reload_grace, shared.options.drain_timeout),
-        None => return,
-    };
-    tokio::time::sleep(grace).await;
-    drain(std::slice::from_ref(&generation), drain_timeout).await;
-    stop(&generation).await;
-    tracing::info!(build = %generation.info.build_id, "previous Next.js workers stopped");
-    if let Some(shared) = shared.upgrade() {
-        let mut retiring = shared.retiring.lock().expect("retiring lock");
-        retiring.retain(|g| !Arc::ptr_eq(g, &generation));
-        shared
-            .has_retiring
-            .store(!retiring.is_empty(), Ordering::Release);
-    }
-}
-
-fn total_in_flight<A>(generations: &[Arc<Generation<A>>]) -> usize {
-    generations
-        .iter()
-        .flat_map(|g| &g.slots)
-        .map(|slot| slot.in_flight.load(Ordering::Acquire))
-        .sum()
-}
-
-/// Waits until no request is in flight on these generations, up to `limit`.
-async fn drain<A>(generations: &[Arc<Generation<A>>], limit: Duration) {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let in_flight = total_in_flight(generations);
-        if in_flight == 0 {
-            return;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            tracing::warn!(
-                in_flight,
-                ?limit,
-                "requests still in flight after the drain timeout; stopping the workers anyway"
-            );
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Stops every worker of a generation and removes its files.
-async fn stop<A>(generation: &Generation<A>) {
-    futures::future::join_all(generation.slots.iter().map(|slot| slot.worker.stop())).await;
-    if let Some(log) = &generation.tags_log {
-        let _ = std::fs::remove_file(log);
-    }
-    if let Some(journal) = generation.fence.journal() {
-        let _ = std::fs::remove_file(journal.path());
-    }
-}
-
-/// A snapshot of the worker pool: [`crate::Next::pool_status`].
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct PoolStatus {
-    /// Requests waiting for a worker.
-    pub queued: usize,
-    /// Every worker: the current generation's, then those of previous builds still
-    /// draining after a reload.
-    pub workers: Vec<WorkerStatus>,
-}
-
-/// One worker in a [`PoolStatus`].
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct WorkerStatus {
-    /// Which start or reload made it: 0 for [`crate::Next::prepare`], then one more per
-    /// [`crate::Next::reload`].
-    pub generation: u64,
-    /// Whether it takes new requests (false while a previous build drains).
-    pub current: bool,
-    /// The build it serves.
-    pub build_id: String,
-    /// Its Node.js process, while one runs.
-    pub pid: Option<u32>,
-    /// Where it is in its life.
-    pub health: WorkerHealth,
-    /// Requests it is answering now.
-    pub in_flight: usize,
-    /// Requests given to it so far.
-    pub handled: u64,
-    /// How often it was replaced after exiting or failing its health checks.
-    pub restarts: u32,
-    /// Failed restarts since it last started: more than 0 is a crash loop.
-    pub failed_starts: u32,
-}
-
-/// Where a worker is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WorkerHealth {
-    /// Its Node.js process starts.
-    Starting,
-    /// It takes requests.
-    Ready,
-    /// It missed its last health check: no new requests until it answers.
-    Unhealthy,
-    /// It is not running and will be restarted after a backoff.
-    Down,
-    /// It was stopped: shutdown, or the end of a reload's grace period.
-    Stopped,
-}
-
-impl From<&WorkerState> for WorkerHealth {
-    fn from(state: &WorkerState) -> Self {
-        match state {
-            WorkerState::Starting => WorkerHealth::Starting,
-            WorkerState::Ready => WorkerHealth::Ready,
-            WorkerState::Unhealthy(_) => WorkerHealth::Unhealthy,
-            WorkerState::Down { .. } => WorkerHealth::Down,
-            WorkerState::Stopped => WorkerHealth::Stopped,
-        }
     }
 }
