@@ -24,6 +24,9 @@ async fn main() -> std::io::Result<()> {
 
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        // Probes for orchestrators: readiness follows the workers and the shutdown.
+        .route_service("/readyz", next.readiness())
+        .route_service("/livez", next.liveness())
         .route(
             "/rust/hello",
             get(|| async { Json(serde_json::json!({ "from": "rust" })) }),

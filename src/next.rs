@@ -8,7 +8,7 @@ use std::{
 use http::{Request, Response, StatusCode};
 
 use crate::{
-    Error, NextLayer, NextOptions,
+    Error, NextLayer, NextOptions, Probe,
     assets::{self, Assets, Decision, Native},
     body::{Body, BoxError, plain_response},
     build::{AppInfo, Manifests},
@@ -34,6 +34,8 @@ struct Shared {
     /// Dev only: keeps the route folders watched while the app lives (new ones are
     /// added as they appear).
     dev_watch: Option<Mutex<DevWatch>>,
+    /// Set by `begin_shutdown`: readiness is false from then on.
+    stopping: std::sync::atomic::AtomicBool,
     // Last: removed after the workers have been told to stop.
     private_dir: Mutex<Option<tempfile::TempDir>>,
 }
@@ -107,6 +109,7 @@ impl Next {
             options,
             pool,
             dev_watch: dev_watcher.map(Mutex::new),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             private_dir: Mutex::new(Some(private_dir)),
         });
         if let Some(changes) = changes {
@@ -173,6 +176,9 @@ impl Next {
     /// grace period of 5 s, SIGKILL; sockets and temporary files are removed. Calling it
     /// again waits for the first call to finish.
     pub async fn shutdown(&self) {
+        self.shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Release);
         if let Some(assets) = &self.shared.pool.current().app.assets {
             assets.stop();
         }
@@ -247,6 +253,48 @@ impl Next {
     /// The workers and their load, for monitoring.
     pub fn pool_status(&self) -> PoolStatus {
         self.shared.pool.status()
+    }
+
+    /// Whether the app can take a new request now: at least one worker of the current
+    /// build is ready, and neither [`Next::begin_shutdown`] nor [`Next::shutdown`] was
+    /// called. What [`Next::readiness`] answers. Requests are still served while it is
+    /// false (queued while workers restart, up to [`NextOptions::ready_wait`]).
+    pub fn is_ready(&self) -> bool {
+        !self
+            .shared
+            .stopping
+            .load(std::sync::atomic::Ordering::Acquire)
+            && self.shared.pool.ready()
+    }
+
+    /// A readiness probe for orchestrators (Kubernetes `readinessProbe`): `200 ready`
+    /// while [`Next::is_ready`], else `503 not ready` with the reason. Serve it on a path
+    /// of your own, e.g. `.route_service("/readyz", next.readiness())`.
+    pub fn readiness(&self) -> Probe {
+        Probe::readiness(self.clone())
+    }
+
+    /// A liveness probe (Kubernetes `livenessProbe`): `200 alive` whenever the Rust
+    /// server answers. Worker crashes are not a reason to restart the host (it restarts
+    /// its workers itself), so liveness does not depend on them.
+    pub fn liveness(&self) -> Probe {
+        Probe::liveness(self.clone())
+    }
+
+    /// The first step of a stop behind a load balancer: readiness turns false at once,
+    /// requests are still served, and this waits [`NextOptions::unready_delay`] so the
+    /// load balancer stops sending new requests. Call it when the stop signal (SIGTERM)
+    /// arrives, before the server stops accepting connections; then [`Next::shutdown`]
+    /// drains and stops.
+    pub async fn begin_shutdown(&self) {
+        self.shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        let delay = self.shared.options.unready_delay;
+        if !delay.is_zero() {
+            tracing::info!(?delay, "not ready any more; still serving during the delay");
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// Whether the app runs in development mode.

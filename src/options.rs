@@ -35,6 +35,7 @@ pub struct NextOptions {
     pub(crate) health_interval: Duration,
     pub(crate) health_timeout: Duration,
     pub(crate) drain_timeout: Duration,
+    pub(crate) unready_delay: Duration,
     pub(crate) reload_grace: Duration,
     pub(crate) serve_natively: bool,
     pub(crate) mark_native: bool,
@@ -63,6 +64,7 @@ impl NextOptions {
             health_interval: Duration::from_secs(5),
             health_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
+            unready_delay: Duration::ZERO,
             reload_grace: Duration::from_secs(60),
             serve_natively: true,
             mark_native: false,
@@ -214,6 +216,15 @@ impl NextOptions {
     /// requests in flight to finish before the workers are stopped. Default 10 s.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
+        self
+    }
+
+    /// How long [`crate::Next::begin_shutdown`] reports not-ready while still serving
+    /// before it returns, so that a load balancer (a Kubernetes Service) stops sending new
+    /// requests before the server stops accepting them. Default 0; behind a load balancer
+    /// a little more than its probe period times its failure threshold (e.g. 10 s).
+    pub fn unready_delay(mut self, delay: Duration) -> Self {
+        self.unready_delay = delay;
         self
     }
 

@@ -84,6 +84,17 @@ async fn axum_layer() {
     let health = get(&client, server.addr, "/healthz").await;
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(health.body, "ok", "/healthz is answered by Rust");
+    // The orchestrator's probes (issue 13, item 2).
+    let ready = get(&client, server.addr, "/readyz").await;
+    assert_eq!(
+        (ready.status, ready.body.as_str()),
+        (StatusCode::OK, "ready\n")
+    );
+    let live = get(&client, server.addr, "/livez").await;
+    assert_eq!(
+        (live.status, live.body.as_str()),
+        (StatusCode::OK, "alive\n")
+    );
 
     let about = get(&client, server.addr, "/about").await;
     assert_eq!(about.status, StatusCode::OK, "{}", excerpt(&about.body));

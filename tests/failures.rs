@@ -133,6 +133,80 @@ fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
 }
 
+/// Polls `path` until it answers `status`, for at most `limit`.
+async fn wait_for_status(addr: std::net::SocketAddr, path: &str, status: u16, limit: Duration) {
+    let client = support::client();
+    let start = Instant::now();
+    loop {
+        let now = client.get(format!("http://{addr}{path}")).send().await;
+        if now.as_ref().is_ok_and(|r| r.status().as_u16() == status) {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{path} did not answer {status} within {limit:?}: last {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 13, items 2 and 3: readiness is false while no worker can take a request and
+/// from `begin_shutdown` on, while requests are still served during the delay.
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_follows_the_workers_and_the_shutdown() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    support::init_tracing();
+    let next = Next::prepare(
+        support::options()
+            .workers(2)
+            .unready_delay(Duration::from_millis(1500)),
+    )
+    .await
+    .expect("prepare the fixture");
+    let app = Router::new()
+        .route_service("/readyz", next.readiness())
+        .route_service("/livez", next.liveness())
+        .layer(NextLayer::new(next.clone()));
+    let addr = support::serve(app).await;
+    wait_for_status(addr, "/readyz", 200, Duration::from_secs(5)).await;
+
+    // Every worker killed: not ready until one is back; alive throughout.
+    for worker in next.pool_status().workers {
+        kill(worker.pid.expect("a running worker"));
+    }
+    wait_for_status(addr, "/readyz", 503, Duration::from_secs(10)).await;
+    let live = support::client()
+        .get(format!("http://{addr}/livez"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    wait_for_status(addr, "/readyz", 200, Duration::from_secs(30)).await;
+
+    // SIGTERM's first step: not ready at once, pages still served during the delay.
+    let stopping = tokio::spawn({
+        let next = next.clone();
+        async move { next.begin_shutdown().await }
+    });
+    wait_for_status(addr, "/readyz", 503, Duration::from_secs(1)).await;
+    let page = support::client()
+        .get(format!("http://{addr}/dynamic"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        page.status(),
+        StatusCode::OK,
+        "a page during the unready delay"
+    );
+    assert!(
+        !stopping.is_finished(),
+        "begin_shutdown returned before its delay"
+    );
+    stopping.await.unwrap();
+    next.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_worker_gives_clear_responses_and_is_restarted() {
     support::init_tracing();

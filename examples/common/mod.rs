@@ -54,7 +54,13 @@ pub fn options() -> NextOptions {
         .dev(dev)
         .port(address().port())
         .serve_natively(native)
-        .trusted_proxies(trusted_proxies());
+        .trusted_proxies(trusted_proxies())
+        .unready_delay(std::time::Duration::from_secs(
+            std::env::var("TOWER_NEXT_UNREADY_DELAY")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+        ));
     match std::env::var("WORKERS").ok().and_then(|n| n.parse().ok()) {
         Some(workers) if workers > 0 => options.workers(workers),
         _ => options,
@@ -131,8 +137,9 @@ pub fn announce(next: &Next) {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM, and starts Next's graceful shutdown right away: new
-/// requests get `503`, those in flight finish (up to the drain timeout), then the workers
+/// Resolves on Ctrl-C or SIGTERM, after readiness has been false for
+/// `TOWER_NEXT_UNREADY_DELAY` seconds (default 0) while requests were still served, and
+/// starts Next's graceful shutdown: new requests get `503`, those in flight finish (up to the drain timeout), then the workers
 /// stop. So the server's own graceful shutdown, which waits for open connections, never
 /// waits on Next.js for long. Await `next.shutdown()` after the server has returned: it
 /// waits for the stop to finish.
@@ -143,6 +150,8 @@ pub async fn shutdown_signal(next: Next) {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+    // Behind a load balancer: not ready at once, still serving for the delay.
+    next.begin_shutdown().await;
     tracing::info!("shutting down");
     tokio::spawn(async move { next.shutdown().await });
 }

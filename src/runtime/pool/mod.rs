@@ -221,6 +221,17 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
         })
     }
 
+    /// Whether a new request would be taken: not shutting down, and a worker of the
+    /// current build is ready.
+    pub(crate) fn ready(&self) -> bool {
+        !self.shared.closing.load(Ordering::Acquire)
+            && self
+                .current()
+                .slots
+                .iter()
+                .any(|slot| slot.worker.is_ready())
+    }
+
     /// The generation that takes new requests.
     pub(crate) fn current(&self) -> arc_swap::Guard<Arc<Generation<A>>> {
         self.shared.current.load()
