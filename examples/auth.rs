@@ -9,8 +9,6 @@
 //! ```
 mod common;
 
-use std::net::SocketAddr;
-
 use axum::{
     Router,
     extract::Request,
@@ -37,16 +35,7 @@ async fn main() -> std::io::Result<()> {
         _ => with_service_builder(next.service()),
     };
 
-    let listener = common::listen().await?;
-    common::announce(&next);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(common::shutdown_signal(next.clone()))
-    .await?;
-    next.shutdown().await;
-    Ok(())
+    common::serve(app, next).await
 }
 
 /// tower's way: wrap the Next.js service in the middleware, use that as the fallback.

@@ -12,8 +12,6 @@
 //! ```
 mod common;
 
-use std::net::SocketAddr;
-
 use axum::{Json, Router, routing::get};
 use tower_next::NextLayer;
 
@@ -35,14 +33,5 @@ async fn main() -> std::io::Result<()> {
         .fallback_service(next.service())
         .layer(NextLayer::new(next.clone()));
 
-    let listener = common::listen().await?;
-    common::announce(&next);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(common::shutdown_signal(next.clone()))
-    .await?;
-    next.shutdown().await;
-    Ok(())
+    common::serve(app, next).await
 }

@@ -10,8 +10,6 @@
 //! ```
 mod common;
 
-use std::net::SocketAddr;
-
 use axum::{
     Router,
     extract::{Path, Request, State},
@@ -38,16 +36,7 @@ async fn main() -> std::io::Result<()> {
                 .route("/posts/{id}", "/post"),
         );
 
-    let listener = common::listen().await?;
-    common::announce(&next);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(common::shutdown_signal(next.clone()))
-    .await?;
-    next.shutdown().await;
-    Ok(())
+    common::serve(app, next).await
 }
 
 /// A route with Rust logic before rendering: page `/b` with the request's query plus the

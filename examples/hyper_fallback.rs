@@ -12,10 +12,7 @@ use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
 use http::{Request, Response, header};
 use hyper::{body::Incoming, service::service_fn};
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
-    server::conn::auto,
-};
+use hyper_util::rt::TokioIo;
 use tower::ServiceExt;
 use tower_next::{Body, ClientAddr, NextService};
 
@@ -53,7 +50,8 @@ async fn main() -> std::io::Result<()> {
         });
         let mut stop = connections.clone();
         tokio::spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
+            // Limits as in the other examples: Node's header count, a header-read timeout.
+            let builder = common::http_builder();
             // With upgrades: Next's dev-mode HMR WebSocket goes through here too.
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::pin!(connection);

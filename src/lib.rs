@@ -54,7 +54,7 @@ pub use error::Error;
 /// The network type of [`NextOptions::trusted_proxies`] (from the `ipnet` crate).
 pub use ipnet::IpNet;
 pub use layer::NextLayer;
-pub use next::{Next, request_query};
+pub use next::{MAX_HEADER_BYTES, Next, request_query};
 pub use options::NextOptions;
 pub use probe::Probe;
 pub use proxy::ClientAddr;

@@ -308,6 +308,10 @@ impl Next {
 
     /// Answers a request Next.js owns, as `target` says.
     pub(crate) async fn serve(&self, request: Request<Body>, target: Target) -> Response<Body> {
+        if let Some((status, reason)) = refused_by_node(&request) {
+            tracing::warn!(method = %request.method(), uri = %request.uri(), reason, "request refused");
+            return plain_response(status, reason);
+        }
         match target {
             Target::Handle(reach) => self.handle(request, reach).await,
             Target::Rewrite(path_and_query) => {
@@ -343,13 +347,6 @@ impl Next {
 
     /// The native responders' decision for a request.
     fn native<B>(&self, request: &Request<B>, reach: Reach) -> Decision {
-        if let Some(reason) = refused_by_node(request) {
-            tracing::warn!(method = %request.method(), uri = %request.uri(), reason, "request refused");
-            return Decision::Native(Native::Ready(plain_response(
-                StatusCode::BAD_REQUEST,
-                reason,
-            )));
-        }
         if assets::is_traversal(request.uri().path()) {
             tracing::warn!(path = request.uri().path(), "path traversal refused");
             return Decision::Native(Native::Ready(assets::refuse_traversal()));
@@ -393,16 +390,43 @@ fn rewrite_target(mut request: Request<Body>, path_and_query: &str) -> Request<B
     request
 }
 
-/// What Node's HTTP server refuses before Next.js sees it, as a reason for a `400`: raw
-/// (unencoded) non-ASCII bytes in the request target, which its parser rejects, and
-/// `CONNECT`, for which it has no handler (it closes the connection).
-fn refused_by_node<B>(request: &Request<B>) -> Option<&'static str> {
+/// The most bytes of a request head (request line and headers) that Node's HTTP server
+/// accepts by default (`--max-http-header-size`, 16 KiB): a larger one never reaches
+/// Next.js under `next start`.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// What Node's HTTP server refuses before Next.js sees it, with the status and reason
+/// Rust answers: raw (unencoded) non-ASCII bytes in the request target, which its parser
+/// rejects; `CONNECT`, for which it has no handler (it closes the connection); and a
+/// request head over [`MAX_HEADER_BYTES`] (`431`).
+fn refused_by_node<B>(request: &Request<B>) -> Option<(StatusCode, &'static str)> {
     if request.method() == http::Method::CONNECT {
-        return Some("CONNECT is not supported");
+        return Some((StatusCode::BAD_REQUEST, "CONNECT is not supported"));
     }
     let uri = request.uri();
     if !uri.path().is_ascii() || uri.query().is_some_and(|query| !query.is_ascii()) {
-        return Some("Bad Request: the request target must be ASCII (percent-encode it)");
+        return Some((
+            StatusCode::BAD_REQUEST,
+            "Bad Request: the request target must be ASCII (percent-encode it)",
+        ));
+    }
+    // "GET <target> HTTP/1.1\r\n", then "<name>: <value>\r\n" per field.
+    let target = uri
+        .path_and_query()
+        .map_or(1, |target| target.as_str().len());
+    let head = request.method().as_str().len()
+        + target
+        + 11
+        + request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if head > MAX_HEADER_BYTES {
+        return Some((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Request Header Fields Too Large: Node.js accepts at most 16 KiB of request line and headers",
+        ));
     }
     None
 }

@@ -142,6 +142,70 @@ async fn axum_layer() {
     assert_eq!(conditional.status(), StatusCode::NOT_MODIFIED);
 }
 
+/// Issue 13, item 5: the examples' limits. As many headers as Node accepts pass; a head
+/// over Node's 16 KiB gets `431` with a reason; a client that sends its headers slowly
+/// (slowloris) is disconnected after the header-read timeout, and others are served
+/// meanwhile.
+#[tokio::test]
+async fn axum_layer_limits() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = support::example("axum_layer", &[("TOWER_NEXT_HEADER_TIMEOUT", "2")]);
+    let client = support::client();
+
+    let mut many = client.get(format!("http://{}/about", server.addr));
+    for i in 0..300 {
+        many = many.header(format!("x-extra-{i}"), "1");
+    }
+    assert_eq!(many.send().await.unwrap().status(), StatusCode::OK);
+
+    let big = client
+        .get(format!("http://{}/about", server.addr))
+        .header("x-big", "a".repeat(70 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let reason = big.text().await.unwrap();
+    assert!(reason.contains("16 KiB"), "{reason}");
+
+    // Twenty slow clients: a header byte every 300 ms, never finishing.
+    let slow: Vec<_> = (0..20)
+        .map(|_| {
+            let addr = server.addr;
+            tokio::spawn(async move {
+                let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                stream
+                    .write_all(b"GET /about HTTP/1.1\r\nHost: x\r\n")
+                    .await
+                    .unwrap();
+                for _ in 0..30 {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    if stream.write_all(b"x").await.is_err() {
+                        return true;
+                    }
+                }
+                // Closed by the server: a read ends.
+                let mut rest = Vec::new();
+                matches!(
+                    tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut rest))
+                        .await,
+                    Ok(_)
+                )
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let page = get(&client, server.addr, "/about").await;
+    assert_eq!(
+        page.status,
+        StatusCode::OK,
+        "a normal client while slow ones trickle"
+    );
+    for handle in slow {
+        assert!(handle.await.unwrap(), "a slow client was not disconnected");
+    }
+}
+
 #[tokio::test]
 async fn hyper_fallback() {
     let server = support::example("hyper_fallback", &[]);

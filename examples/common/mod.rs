@@ -25,19 +25,91 @@ pub fn address() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// Listens on [`address`], with `TCP_NODELAY` on each connection as Node's HTTP server
-/// has it (otherwise Nagle's algorithm can hold a small answer back for tens of ms).
-pub async fn listen() -> std::io::Result<Listener> {
-    use axum::serve::ListenerExt;
-    fn no_delay(tcp: &mut tokio::net::TcpStream) {
-        let _ = tcp.set_nodelay(true);
-    }
-    let listener = tokio::net::TcpListener::bind(address()).await?;
-    Ok(listener.tap_io(no_delay))
+/// The most request headers a connection may send, as Node's HTTP server counts them
+/// (`maxHeadersCount`, 2000); hyper's default is 100. More get `431`. Their total size is
+/// bounded by Next's side: [`tower_next::MAX_HEADER_BYTES`].
+pub const MAX_HEADERS: usize = 2000;
+
+/// How long a client may take to send a request's headers (`TOWER_NEXT_HEADER_TIMEOUT`
+/// seconds, default 10, as slow as a mobile client on a bad network may be): a slow client
+/// (slowloris) is disconnected and cannot hold connections open indefinitely.
+pub fn header_read_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(
+        std::env::var("TOWER_NEXT_HEADER_TIMEOUT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10),
+    )
 }
 
-/// What [`listen`] gives.
-pub type Listener = axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)>;
+/// How the examples' connections are served: HTTP/1.1 and HTTP/2 (prior knowledge) with
+/// upgrades, [`MAX_HEADERS`] and [`header_read_timeout`].
+pub fn http_builder() -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .max_headers(MAX_HEADERS)
+        .header_read_timeout(header_read_timeout())
+        .timer(hyper_util::rt::TokioTimer::new());
+    builder
+}
+
+/// Serves `app` on [`address`] until Ctrl-C or SIGTERM ([`shutdown_signal`]), then waits
+/// (up to 10 s) for open connections and stops Next.js. Each connection gets
+/// `TCP_NODELAY`, as Node's HTTP server sets it (otherwise Nagle's algorithm can hold a
+/// small answer back for tens of ms), and the client address as axum's `ConnectInfo`.
+pub async fn serve(app: axum::Router, next: Next) -> std::io::Result<()> {
+    use tower::ServiceExt;
+    let listener = tokio::net::TcpListener::bind(address()).await?;
+    announce(&next);
+    let builder = http_builder();
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    let signal = shutdown_signal(next.clone());
+    tokio::pin!(signal);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // E.g. out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut signal => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app =
+            app.clone()
+                .map_request(move |mut request: http::Request<hyper::body::Incoming>| {
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    request
+                });
+        let service = hyper_util::service::TowerToHyperService::new(app);
+        let connection = builder
+            .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
+            .into_owned();
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(std::time::Duration::from_secs(10), connections.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 10 s, closing them");
+    }
+    next.shutdown().await;
+    Ok(())
+}
 
 /// The app in `$NEXT_DIR` (default: the app bundled with this repo), production when
 /// `NODE_ENV=production`, with `$WORKERS` Node.js workers (default: one per core).
