@@ -113,15 +113,7 @@ impl Page {
     /// middleware or a rule, or conditional header rules).
     pub(super) fn new(path: &str, source: Source, cx: &Context<'_>) -> Option<Page> {
         let settings = cx.settings;
-        let full = format!(
-            "{}{}",
-            settings.base_path,
-            if path == "/" && !settings.base_path.is_empty() {
-                ""
-            } else {
-                path
-            }
-        );
+        let full = full_path(path, settings);
         if cx.routes.claimed_by_rules(&full) {
             return None;
         }
@@ -143,116 +135,17 @@ impl Page {
         };
         let entry_headers = entry_headers(&source.entry_headers)?;
         let cache_control = life.map(|l| cache_control(l, settings.expire_time));
-
-        let (html, rsc, data, unknown) = match source.kind {
-            Kind::App => {
-                let html = app_variant(
-                    &rules,
-                    &entry_headers,
-                    cache_control.as_deref(),
-                    Bytes::from(source.html.clone().into_bytes()),
-                    Some(semantics::page_etag(&source.html)),
-                    true,
-                    settings,
-                );
-                let rsc = source.rsc.clone().map(|body| {
-                    app_variant(
-                        &rules,
-                        &entry_headers,
-                        cache_control.as_deref(),
-                        body,
-                        None,
-                        false,
-                        settings,
-                    )
-                });
-                // Next's answer to a path nothing claims renders `/_not-found` under
-                // `Cache-Control: private, no-cache, ...`.
-                let unknown = (path == "/_not-found").then(|| {
-                    let html = app_variant(
-                        &HeaderMap::new(),
-                        &entry_headers,
-                        Some(NO_STORE),
-                        Bytes::from(source.html.clone().into_bytes()),
-                        Some(semantics::page_etag(&source.html)),
-                        true,
-                        settings,
-                    );
-                    let rsc = source.rsc.clone().map(|body| {
-                        app_variant(
-                            &HeaderMap::new(),
-                            &entry_headers,
-                            Some(NO_STORE),
-                            body,
-                            None,
-                            false,
-                            settings,
-                        )
-                    });
-                    (html, rsc)
-                });
-                (html, rsc, None, unknown)
-            }
+        let answers = match source.kind {
+            Kind::App => app_answers(
+                path,
+                &source,
+                &rules,
+                &entry_headers,
+                cache_control.as_deref(),
+                settings,
+            ),
             Kind::PagesStatic | Kind::PagesProps => {
-                let props = source.kind == Kind::PagesProps;
-                let html = pages_variant(
-                    &rules,
-                    props,
-                    None,
-                    Bytes::from(source.html.clone().into_bytes()),
-                    Render {
-                        content_type: HTML_TYPE,
-                        cache_control: props.then_some(cache_control.as_deref()).flatten(),
-                        etag: Some(semantics::page_etag(&source.html)),
-                        chunked: false,
-                    },
-                    settings,
-                );
-                let data = match (&source.data, props) {
-                    (Some(json), true) => {
-                        let data_path = data_path(&settings.build_id, path);
-                        // Rules are matched against the data path in Next; only rule-free
-                        // data routes are answered here.
-                        let data_rules = cx
-                            .rules
-                            .for_path(&format!("{}{data_path}", settings.base_path));
-                        match data_rules {
-                            RuleHeaders::Known(data_rules)
-                                if data_rules.is_empty()
-                                    && rules.is_empty()
-                                    && !cx.routes.claimed_by_rules(&format!(
-                                        "{}{data_path}",
-                                        settings.base_path
-                                    )) =>
-                            {
-                                let route = cx.routes.pages_route(path)?;
-                                let variant = |matched: Option<&str>| {
-                                    pages_variant(
-                                        &data_rules,
-                                        true,
-                                        matched,
-                                        Bytes::from(json.clone().into_bytes()),
-                                        Render {
-                                            content_type: JSON_TYPE,
-                                            cache_control: cache_control.as_deref(),
-                                            etag: Some(semantics::page_etag(json)),
-                                            chunked: false,
-                                        },
-                                        settings,
-                                    )
-                                };
-                                Some(Data {
-                                    unmarked: variant(None),
-                                    matched: variant(Some(route)),
-                                    always_matched: cx.routes.has_middleware() || route != path,
-                                })
-                            }
-                            _ => None,
-                        }
-                    }
-                    _ => None,
-                };
-                (html, None, data, None)
+                pages_answers(path, &source, &rules, cache_control.as_deref(), cx)?
             }
         };
         Some(Page {
@@ -262,10 +155,10 @@ impl Page {
             status,
             tags,
             fresh_until,
-            html,
-            rsc,
-            data,
-            unknown,
+            html: answers.html,
+            rsc: answers.rsc,
+            data: answers.data,
+            unknown: answers.unknown,
         })
     }
 
@@ -304,13 +197,7 @@ impl Page {
         {
             return None; // stale: Next answers it and regenerates it
         }
-        let (variant, name) = match want {
-            Want::Html => (&self.html, "html"),
-            Want::Rsc => (self.rsc.as_ref()?, "rsc"),
-            Want::Data => self.data.as_ref()?.for_request(request.headers()),
-            Want::Unknown { rsc: false } => (&self.unknown.as_ref()?.0, "unknown-html"),
-            Want::Unknown { rsc: true } => (self.unknown.as_ref()?.1.as_ref()?, "unknown-rsc"),
-        };
+        let (variant, name) = self.variant(want, request.headers())?;
         let status = match want {
             Want::Data => StatusCode::OK,
             _ => self.status,
@@ -320,15 +207,8 @@ impl Page {
             return None;
         }
         let request_headers = request.headers();
-        if let Some(not_modified) = &variant.not_modified {
-            let etag = not_modified.get(header::ETAG).and_then(|v| v.to_str().ok());
-            if semantics::fresh(request_headers, etag, None) {
-                return Some(Native::ready(response(
-                    StatusCode::NOT_MODIFIED,
-                    not_modified.clone(),
-                    Body::empty(),
-                )));
-            }
+        if let Some(not_modified) = variant.not_modified(request_headers) {
+            return Some(not_modified);
         }
         // `compression` compresses a streamed body, or one of at least its threshold.
         let compresses = settings.compress
@@ -352,18 +232,233 @@ impl Page {
                 Encoding::Deflate => return None,
             }
         }
-        let body = if head {
-            Body::empty()
-        } else if variant.chunked {
-            chunked(variant.body.clone())
-        } else {
-            Body::full(variant.body.clone())
-        };
         Some(Native::ready(response(
             status,
             variant.headers.clone(),
-            body,
+            variant.body(head),
         )))
+    }
+
+    /// The answer a request wants, and its name among the page's answers.
+    fn variant(&self, want: Want, request_headers: &HeaderMap) -> Option<(&Variant, &'static str)> {
+        Some(match want {
+            Want::Html => (&self.html, "html"),
+            Want::Rsc => (self.rsc.as_ref()?, "rsc"),
+            Want::Data => self.data.as_ref()?.for_request(request_headers),
+            Want::Unknown { rsc: false } => (&self.unknown.as_ref()?.0, "unknown-html"),
+            Want::Unknown { rsc: true } => (self.unknown.as_ref()?.1.as_ref()?, "unknown-rsc"),
+        })
+    }
+}
+
+impl Variant {
+    /// A 304, when the answer has an ETag the request's validators match.
+    fn not_modified(&self, request_headers: &HeaderMap) -> Option<Native> {
+        let not_modified = self.not_modified.as_ref()?;
+        let etag = not_modified.get(header::ETAG).and_then(|v| v.to_str().ok());
+        semantics::fresh(request_headers, etag, None).then(|| {
+            Native::ready(response(
+                StatusCode::NOT_MODIFIED,
+                not_modified.clone(),
+                Body::empty(),
+            ))
+        })
+    }
+
+    /// The body of a full answer (none to a HEAD request).
+    fn body(&self, head: bool) -> Body {
+        if head {
+            Body::empty()
+        } else if self.chunked {
+            chunked(self.body.clone())
+        } else {
+            Body::full(self.body.clone())
+        }
+    }
+}
+
+/// The path with basePath, as header rules and middleware matchers see it.
+fn full_path(path: &str, settings: &Settings) -> String {
+    format!(
+        "{}{}",
+        settings.base_path,
+        if path == "/" && !settings.base_path.is_empty() {
+            ""
+        } else {
+            path
+        }
+    )
+}
+
+/// The answers a page has, by what a request asks for.
+struct Answers {
+    html: Variant,
+    rsc: Option<Variant>,
+    data: Option<Data>,
+    unknown: Option<(Variant, Option<Variant>)>,
+}
+
+/// An App Router page's answers: HTML and RSC payload, and for `/_not-found` Next's 404
+/// for unknown paths.
+fn app_answers(
+    path: &str,
+    source: &Source,
+    rules: &HeaderMap,
+    entry_headers: &[(HeaderName, HeaderValue)],
+    cache_control: Option<&str>,
+    settings: &Settings,
+) -> Answers {
+    let (html, rsc) = app_pair(rules, entry_headers, cache_control, source, settings);
+    // Next's answer to a path nothing claims renders `/_not-found` under
+    // `Cache-Control: private, no-cache, ...`.
+    let unknown = (path == "/_not-found").then(|| {
+        app_pair(
+            &HeaderMap::new(),
+            entry_headers,
+            Some(NO_STORE),
+            source,
+            settings,
+        )
+    });
+    Answers {
+        html,
+        rsc,
+        data: None,
+        unknown,
+    }
+}
+
+/// The HTML and (when the entry has one) RSC answers of an App Router page.
+fn app_pair(
+    rules: &HeaderMap,
+    entry_headers: &[(HeaderName, HeaderValue)],
+    cache_control: Option<&str>,
+    source: &Source,
+    settings: &Settings,
+) -> (Variant, Option<Variant>) {
+    let html = app_variant(
+        rules,
+        entry_headers,
+        cache_control,
+        Bytes::from(source.html.clone().into_bytes()),
+        Some(semantics::page_etag(&source.html)),
+        true,
+        settings,
+    );
+    let rsc = source.rsc.clone().map(|body| {
+        app_variant(
+            rules,
+            entry_headers,
+            cache_control,
+            body,
+            None,
+            false,
+            settings,
+        )
+    });
+    (html, rsc)
+}
+
+/// A Pages Router page's answers: HTML, and with `getStaticProps` its `/_next/data`
+/// JSON. `None` when a data route Rust would answer has no page route.
+fn pages_answers(
+    path: &str,
+    source: &Source,
+    rules: &HeaderMap,
+    cache_control: Option<&str>,
+    cx: &Context<'_>,
+) -> Option<Answers> {
+    let settings = cx.settings;
+    let props = source.kind == Kind::PagesProps;
+    let html = pages_variant(
+        rules,
+        props,
+        None,
+        Bytes::from(source.html.clone().into_bytes()),
+        Render {
+            content_type: HTML_TYPE,
+            cache_control: props.then_some(cache_control).flatten(),
+            etag: Some(semantics::page_etag(&source.html)),
+            chunked: false,
+        },
+        settings,
+    );
+    let data = match (&source.data, props) {
+        (Some(json), true) => match data_rules(path, rules, cx) {
+            Some(data_rules) => {
+                let route = cx.routes.pages_route(path)?;
+                Some(data_answers(
+                    path,
+                    route,
+                    json,
+                    &data_rules,
+                    cache_control,
+                    cx,
+                ))
+            }
+            None => None,
+        },
+        _ => None,
+    };
+    Some(Answers {
+        html,
+        rsc: None,
+        data,
+        unknown: None,
+    })
+}
+
+/// The header rules of a page's data route, when Rust may answer it.
+fn data_rules(path: &str, rules: &HeaderMap, cx: &Context<'_>) -> Option<HeaderMap> {
+    let settings = cx.settings;
+    let data_path = data_path(&settings.build_id, path);
+    // Rules are matched against the data path in Next; only rule-free
+    // data routes are answered here.
+    let data_rules = cx
+        .rules
+        .for_path(&format!("{}{data_path}", settings.base_path));
+    match data_rules {
+        RuleHeaders::Known(data_rules)
+            if data_rules.is_empty()
+                && rules.is_empty()
+                && !cx
+                    .routes
+                    .claimed_by_rules(&format!("{}{data_path}", settings.base_path)) =>
+        {
+            Some(data_rules)
+        }
+        _ => None,
+    }
+}
+
+/// The `/_next/data` answers of a page whose route (e.g. `/posts/[id]`) is `route`.
+fn data_answers(
+    path: &str,
+    route: &str,
+    json: &str,
+    data_rules: &HeaderMap,
+    cache_control: Option<&str>,
+    cx: &Context<'_>,
+) -> Data {
+    let variant = |matched: Option<&str>| {
+        pages_variant(
+            data_rules,
+            true,
+            matched,
+            Bytes::from(json.to_owned().into_bytes()),
+            Render {
+                content_type: JSON_TYPE,
+                cache_control,
+                etag: Some(semantics::page_etag(json)),
+                chunked: false,
+            },
+            cx.settings,
+        )
+    };
+    Data {
+        unmarked: variant(None),
+        matched: variant(Some(route)),
+        always_matched: cx.routes.has_middleware() || route != path,
     }
 }
 
