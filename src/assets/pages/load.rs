@@ -349,8 +349,7 @@ impl CachedEntry {
 
 #[cfg(test)]
 mod tests {
-    use super::super::response::data_path;
-    use super::*;
+    use super::{super::response::data_path, *};
 
     #[test]
     fn page_file_names_follow_normalize_page_path() {
