@@ -26,6 +26,7 @@ mod rules;
 mod semantics;
 
 use std::{
+    ops::ControlFlow,
     path::Path,
     sync::{
         Arc,
@@ -115,6 +116,9 @@ impl Native {
     }
 }
 
+/// A native answer and the name of its responder (for [`NATIVE_HEADER`]).
+type Answered = (Native, &'static str);
+
 /// Who answers a request, as the native responders see it.
 pub(crate) enum Decision {
     Native(Native),
@@ -160,21 +164,7 @@ impl Assets {
         let config = &info.config;
         let dist_dir = config.dist_dir.clone();
         let rules = HeaderRules::new(&build.routes.headers, config.rule_flags());
-        let interception = build.interception_routes;
-        let pages = info.cache_events
-            && config.i18n.is_none()
-            && !config.partial_prerendering
-            && !interception;
-        if !pages {
-            tracing::info!(
-                next = %info.next_version,
-                cache_events = info.cache_events,
-                i18n = config.i18n.is_some(),
-                partial_prerendering = config.partial_prerendering,
-                interception,
-                "prerendered pages are answered by Next.js (not modelled natively for this app)"
-            );
-        }
+        let pages = pages_modelled(info, build.interception_routes);
         let settings = Settings {
             base_path: config.base_path.trim_end_matches('/').to_owned(),
             build_id: info.build_id.clone(),
@@ -221,6 +211,15 @@ impl Assets {
         })
     }
 
+    /// What the pages need of the app beyond their own content.
+    fn page_context(&self) -> pages::Context<'_> {
+        pages::Context {
+            settings: &self.settings,
+            rules: &self.rules,
+            routes: &self.routes,
+        }
+    }
+
     /// No more native answers (the app is shutting down).
     pub(crate) fn stop(&self) {
         self.stopped.store(true, Ordering::Relaxed);
@@ -235,11 +234,7 @@ impl Assets {
         let updated = match event {
             WorkerEvent::Cache(event) => {
                 let mut index = PageIndex::clone(&self.pages.load());
-                let cx = pages::Context {
-                    settings: &self.settings,
-                    rules: &self.rules,
-                    routes: &self.routes,
-                };
+                let cx = self.page_context();
                 match event.change {
                     CacheChange::Set(entry) => index.apply_set(entry, &cx),
                     CacheChange::RevalidateTag { tags, at } => {
@@ -252,15 +247,7 @@ impl Assets {
             WorkerEvent::Restarted => {
                 let assets = self.clone();
                 let reload = tokio::task::spawn_blocking(move || {
-                    PageIndex::load(
-                        &assets.dist_dir,
-                        &assets.build,
-                        &pages::Context {
-                            settings: &assets.settings,
-                            rules: &assets.rules,
-                            routes: &assets.routes,
-                        },
-                    )
+                    PageIndex::load(&assets.dist_dir, &assets.build, &assets.page_context())
                 });
                 match reload.await {
                     Ok(index) => index,
@@ -294,7 +281,7 @@ impl Assets {
         request: &Request<B>,
         reach: Reach,
         learn: &mut Option<Learn>,
-    ) -> Option<(Native, &'static str)> {
+    ) -> Option<Answered> {
         let headers = request.headers();
         if INTERNAL_HEADERS
             .iter()
@@ -311,28 +298,10 @@ impl Assets {
         }
 
         // Files are looked up as Next looks them up (see `FileIndex::find`).
-        if !rest.starts_with("/_next/") || rest.starts_with("/_next/static/") {
-            match self.files.find(rest) {
-                FileMatch::Static(file) => {
-                    let (settings, compressed) = (&self.settings, &self.compressed);
-                    let native = files::serve_static(request, file, settings, compressed, learn)?;
-                    return Some((native, "static"));
-                }
-                FileMatch::Public(file) => {
-                    let (settings, compressed) = (&self.settings, &self.compressed);
-                    let native = files::serve_public(request, file, settings, compressed, learn)?;
-                    return Some((native, "public"));
-                }
-                FileMatch::Refused => {
-                    tracing::warn!(
-                        path = rest,
-                        "refused: a public/ symlink that leads out of the folder"
-                    );
-                    return Some((self.refused(request), "refused"));
-                }
-                FileMatch::None if rest.starts_with("/_next/static/") => return None,
-                FileMatch::None => {}
-            }
+        if (!rest.starts_with("/_next/") || rest.starts_with("/_next/static/"))
+            && let ControlFlow::Break(answer) = self.answer_file(request, rest, learn)
+        {
+            return answer;
         }
 
         let decoded = self.decode(rest)?;
@@ -343,20 +312,73 @@ impl Assets {
             return None;
         }
         if path.starts_with("/_next/") {
-            // With `RSC: 1`, Next adds the App Router's `Vary` even to a data route.
-            if path.starts_with("/_next/data/")
-                && !headers.contains_key("rsc")
-                && self.page_request_allowed(request, false)
-            {
-                let pages = self.pages.load();
-                let page = pages.get_data(path)?;
-                let native =
-                    page.serve(request, Want::Data, &self.settings, &self.compressed, learn)?;
-                return Some((native, "data"));
-            }
-            return None;
+            return self.answer_data(request, path, learn);
         }
+        self.answer_page(request, reach, raw, path, learn)
+    }
 
+    /// The answer of a file at `rest` (the path after basePath, as sent); `Continue` when
+    /// no file has that path and it may be a page.
+    fn answer_file<B>(
+        &self,
+        request: &Request<B>,
+        rest: &str,
+        learn: &mut Option<Learn>,
+    ) -> ControlFlow<Option<Answered>> {
+        let answer = match self.files.find(rest) {
+            FileMatch::Static(file) => {
+                files::serve_static(request, file, &self.settings, &self.compressed, learn)
+                    .map(|native| (native, "static"))
+            }
+            FileMatch::Public(file) => {
+                files::serve_public(request, file, &self.settings, &self.compressed, learn)
+                    .map(|native| (native, "public"))
+            }
+            FileMatch::Refused => {
+                tracing::warn!(
+                    path = rest,
+                    "refused: a public/ symlink that leads out of the folder"
+                );
+                Some((self.refused(request), "refused"))
+            }
+            FileMatch::None if rest.starts_with("/_next/static/") => None,
+            FileMatch::None => return ControlFlow::Continue(()),
+        };
+        ControlFlow::Break(answer)
+    }
+
+    /// The answer of a `/_next/` path (decoded): a page's `/_next/data` JSON, or Node's.
+    fn answer_data<B>(
+        &self,
+        request: &Request<B>,
+        path: &str,
+        learn: &mut Option<Learn>,
+    ) -> Option<Answered> {
+        // With `RSC: 1`, Next adds the App Router's `Vary` even to a data route.
+        if path.starts_with("/_next/data/")
+            && !request.headers().contains_key("rsc")
+            && self.page_request_allowed(request, false)
+        {
+            let pages = self.pages.load();
+            let page = pages.get_data(path)?;
+            let native =
+                page.serve(request, Want::Data, &self.settings, &self.compressed, learn)?;
+            return Some((native, "data"));
+        }
+        None
+    }
+
+    /// The answer of a page path (decoded): the page's HTML or RSC payload, or Next's 404
+    /// page for a path no route claims.
+    fn answer_page<B>(
+        &self,
+        request: &Request<B>,
+        reach: Reach,
+        raw: &str,
+        path: &str,
+        learn: &mut Option<Learn>,
+    ) -> Option<Answered> {
+        let headers = request.headers();
         let want = match headers.get("rsc") {
             None => Want::Html,
             Some(value)
@@ -494,6 +516,26 @@ impl Assets {
     }
 }
 
+/// Whether prerendered pages are answered natively for this app: the worker reports
+/// cache changes, and the app has no i18n, partial prerendering or interception routes.
+/// Logs why not, when not.
+fn pages_modelled(info: &AppInfo, interception: bool) -> bool {
+    let config = &info.config;
+    let pages =
+        info.cache_events && config.i18n.is_none() && !config.partial_prerendering && !interception;
+    if !pages {
+        tracing::info!(
+            next = %info.next_version,
+            cache_events = info.cache_events,
+            i18n = config.i18n.is_some(),
+            partial_prerendering = config.partial_prerendering,
+            interception,
+            "prerendered pages are answered by Next.js (not modelled natively for this app)"
+        );
+    }
+    pages
+}
+
 /// Paths that try to leave a folder: a `..` segment (also spelled `%2e%2e`). Refused with
 /// 400 before anything looks them up, natively or in Node. `next start` answers these 404,
 /// a redirect or the page of the normalised path; refusing them is stricter on purpose.
@@ -535,7 +577,6 @@ const STATUS_PAGES: [&str; 7] = [
     "/index",
 ];
 
-/// `path` without `base_path` (which must be a whole segment), `""` for the base itself.
 /// A native response with its status and prepared headers.
 fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
     let mut response = Response::new(body);
@@ -544,6 +585,7 @@ fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body
     response
 }
 
+/// `path` without `base_path` (which must be a whole segment), `""` for the base itself.
 fn strip_base_path<'a>(path: &'a str, base_path: &str) -> Option<&'a str> {
     if base_path.is_empty() {
         return Some(path);

@@ -20,8 +20,7 @@ pub(crate) struct AppInfo {
     /// Dev only: the middleware (proxy) matchers, read from its source.
     #[serde(default)]
     pub middleware_matchers: Vec<String>,
-    /// Whether the worker reports changes to Next's response cache
-    /// ([`crate::cache::CacheEvent`]).
+    /// Whether the worker reports changes to Next's response cache (cache events).
     #[serde(default)]
     pub cache_events: bool,
 }

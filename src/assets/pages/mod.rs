@@ -1,0 +1,26 @@
+//! Prerendered pages: the responses Next.js serves from its response cache, and how they
+//! change while the app runs.
+//!
+//! At prepare the index is read from the build (and from the runtime cache entries an
+//! earlier run of the same build wrote, which Next.js prefers). While the app runs, the
+//! worker reports every write to its response cache and every tag invalidation
+//! ([`crate::cache::CacheChange`]): a written entry replaces the page, an invalidated
+//! page is Node's until Next.js writes it again. An ISR page past its revalidate time is
+//! Node's too: Next.js answers it stale and regenerates it in the background, and the new
+//! entry makes it native again.
+//!
+//! The responses reproduce `next start`'s (Next.js 15): the app-page and pages handlers,
+//! `sendRenderResult`, and the `compression` middleware.
+//!
+//! - [`load`]: what a page is made from, read from the build, from the runtime cache
+//!   entries on disk, or from an entry a worker reports;
+//! - [`index`]: the pages Rust answers for, and how cache events change them;
+//! - [`response`]: a page's prepared answers, and serving a request from them.
+
+mod index;
+mod load;
+mod response;
+
+pub(crate) use index::PageIndex;
+pub(crate) use load::Kind;
+pub(crate) use response::{Context, Want};

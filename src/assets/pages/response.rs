@@ -1,0 +1,650 @@
+//! A page's answers, prepared when the page is made: App Router HTML and RSC payload,
+//! Pages Router HTML and `/_next/data` JSON, and Next's 404 for unknown paths, each with
+//! the headers of Next's handler, `sendRenderResult` and the `compression` middleware.
+//! Serving picks the answer a request asks for, or leaves it to Node.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::SystemTime,
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
+
+use super::load::{CacheLife, Kind, Source};
+use crate::{
+    assets::{
+        Native, Settings,
+        compressed::{Compressed, Learn, VariantKey, chunked},
+        response,
+        rules::{HeaderRules, RuleHeaders},
+        semantics::{self, Encoding},
+    },
+    body::Body,
+    routes::RouteTable,
+};
+
+/// The `Vary` Next.js sets on App Router pages (without interception routes).
+const APP_VARY: &str =
+    "rsc, next-router-state-tree, next-router-prefetch, next-router-segment-prefetch";
+const HTML_TYPE: &str = "text/html; charset=utf-8";
+const RSC_TYPE: &str = "text/x-component";
+const JSON_TYPE: &str = "application/json; charset=utf-8";
+/// `Cache-Control` of Next's 404 for an unknown path.
+const NO_STORE: &str = "private, no-cache, no-store, max-age=0, must-revalidate";
+const ONE_YEAR: u64 = 31_536_000;
+
+/// One answer of a page: its body and prepared headers.
+struct Variant {
+    body: Bytes,
+    /// Headers of the full answer (200, or the entry's status).
+    headers: HeaderMap,
+    /// Headers of a 304, when the answer has an ETag.
+    not_modified: Option<HeaderMap>,
+    /// Sent without `Content-Length`, as Next streams it.
+    chunked: bool,
+}
+
+/// The `/_next/data` answer of a Pages Router page, without and with
+/// `x-nextjs-matched-path` (the page, e.g. `/posts/[id]`). Next's router marks a data
+/// request, and so names the page, when the client sends `x-nextjs-data`, when the app
+/// has middleware, and when the path matched a dynamic route.
+struct Data {
+    unmarked: Variant,
+    matched: Variant,
+    always_matched: bool,
+}
+
+impl Data {
+    fn for_request(&self, request_headers: &HeaderMap) -> (&Variant, &'static str) {
+        if self.always_matched || request_headers.contains_key("x-nextjs-data") {
+            (&self.matched, "data-matched")
+        } else {
+            (&self.unmarked, "data")
+        }
+    }
+}
+
+/// A page Rust answers for.
+pub(crate) struct Page {
+    /// Changes whenever the content does (keys the learned gzip answers).
+    id: u64,
+    path: String,
+    kind: Kind,
+    status: StatusCode,
+    tags: Vec<String>,
+    /// Until when (ms since the epoch) Next.js considers the entry fresh; `None`: until it
+    /// is invalidated.
+    fresh_until: Option<u64>,
+    html: Variant,
+    rsc: Option<Variant>,
+    data: Option<Data>,
+    /// For `/_not-found`: Next's 404 for unknown paths (HTML, RSC).
+    unknown: Option<(Variant, Option<Variant>)>,
+}
+
+/// What part of a page a request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Want {
+    Html,
+    Rsc,
+    Data,
+    /// Next's 404 page for a path no route claims.
+    Unknown {
+        rsc: bool,
+    },
+}
+
+static IDS: AtomicU64 = AtomicU64::new(1);
+
+/// What a page needs of the app beyond its own content.
+pub(crate) struct Context<'a> {
+    pub settings: &'a Settings,
+    pub rules: &'a HeaderRules,
+    pub routes: &'a RouteTable,
+}
+
+impl Page {
+    /// A page from its content, or `None` when Next.js would not answer it as modelled
+    /// here (a status other than 200/404, content that is not UTF-8, a path taken by
+    /// middleware or a rule, or conditional header rules).
+    pub(super) fn new(path: &str, source: Source, cx: &Context<'_>) -> Option<Page> {
+        let settings = cx.settings;
+        let full = full_path(path, settings);
+        if cx.routes.claimed_by_rules(&full) {
+            return None;
+        }
+        let RuleHeaders::Known(rules) = cx.rules.for_path(&full) else {
+            return None;
+        };
+        let status = match (source.status, source.kind) {
+            (None, _) | (Some(200), _) => StatusCode::OK,
+            (Some(404), Kind::App) => StatusCode::NOT_FOUND,
+            _ => return None,
+        };
+        let life = source.life;
+        let fresh_until = life
+            .and_then(|l| l.revalidate)
+            .map(|seconds| source.last_modified.saturating_add(seconds * 1000));
+        let tags: Vec<String> = match source.entry_headers.get("x-next-cache-tags") {
+            Some(serde_json::Value::String(tags)) => tags.split(',').map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        let entry_headers = entry_headers(&source.entry_headers)?;
+        let cache_control = life.map(|l| cache_control(l, settings.expire_time));
+        let answers = match source.kind {
+            Kind::App => app_answers(
+                path,
+                &source,
+                &rules,
+                &entry_headers,
+                cache_control.as_deref(),
+                settings,
+            ),
+            Kind::PagesStatic | Kind::PagesProps => {
+                pages_answers(path, &source, &rules, cache_control.as_deref(), cx)?
+            }
+        };
+        Some(Page {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            path: path.to_owned(),
+            kind: source.kind,
+            status,
+            tags,
+            fresh_until,
+            html: answers.html,
+            rsc: answers.rsc,
+            data: answers.data,
+            unknown: answers.unknown,
+        })
+    }
+
+    /// The page's kind.
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The page's path (after basePath, without trailing slash).
+    pub(super) fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The cache tags of the entry it was made from.
+    pub(super) fn tags(&self) -> &[String] {
+        &self.tags
+    }
+
+    /// Whether it has a `/_next/data` answer.
+    pub(super) fn has_data(&self) -> bool {
+        self.data.is_some()
+    }
+
+    /// Answers a request for this page, or `None` to let Node answer. `learn` receives
+    /// what Node's gzip answer must be to be kept, when that is why Node answers.
+    pub(crate) fn serve<B>(
+        &self,
+        request: &Request<B>,
+        want: Want,
+        settings: &Settings,
+        compressed: &Arc<Compressed>,
+        learn: &mut Option<Learn>,
+    ) -> Option<Native> {
+        if let Some(until) = self.fresh_until
+            && semantics::millis(SystemTime::now()) >= until
+        {
+            return None; // stale: Next answers it and regenerates it
+        }
+        let (variant, name) = self.variant(want, request.headers())?;
+        let status = match want {
+            Want::Data => StatusCode::OK,
+            _ => self.status,
+        };
+        let head = request.method() == Method::HEAD;
+        if head && variant.chunked {
+            return None;
+        }
+        let request_headers = request.headers();
+        if let Some(not_modified) = variant.not_modified(request_headers) {
+            return Some(not_modified);
+        }
+        // `compression` compresses a streamed body, or one of at least its threshold.
+        let compresses = settings.compress
+            && !head
+            && (variant.chunked || variant.body.len() >= semantics::COMPRESSION_THRESHOLD)
+            && crate::assets::compressible(&variant.headers);
+        if compresses {
+            match semantics::negotiate(request_headers) {
+                Encoding::Identity => {}
+                Encoding::Gzip => {
+                    let key = VariantKey::page(&self.path, name, self.id);
+                    return compressed.answer_or_learn(
+                        key,
+                        status,
+                        &variant.headers,
+                        &variant.body,
+                        request.method(),
+                        learn,
+                    );
+                }
+                Encoding::Deflate => return None,
+            }
+        }
+        Some(Native::ready(response(
+            status,
+            variant.headers.clone(),
+            variant.body(head),
+        )))
+    }
+
+    /// The answer a request wants, and its name among the page's answers.
+    fn variant(&self, want: Want, request_headers: &HeaderMap) -> Option<(&Variant, &'static str)> {
+        Some(match want {
+            Want::Html => (&self.html, "html"),
+            Want::Rsc => (self.rsc.as_ref()?, "rsc"),
+            Want::Data => self.data.as_ref()?.for_request(request_headers),
+            Want::Unknown { rsc: false } => (&self.unknown.as_ref()?.0, "unknown-html"),
+            Want::Unknown { rsc: true } => (self.unknown.as_ref()?.1.as_ref()?, "unknown-rsc"),
+        })
+    }
+}
+
+impl Variant {
+    /// A 304, when the answer has an ETag the request's validators match.
+    fn not_modified(&self, request_headers: &HeaderMap) -> Option<Native> {
+        let not_modified = self.not_modified.as_ref()?;
+        let etag = not_modified.get(header::ETAG).and_then(|v| v.to_str().ok());
+        semantics::fresh(request_headers, etag, None).then(|| {
+            Native::ready(response(
+                StatusCode::NOT_MODIFIED,
+                not_modified.clone(),
+                Body::empty(),
+            ))
+        })
+    }
+
+    /// The body of a full answer (none to a HEAD request).
+    fn body(&self, head: bool) -> Body {
+        if head {
+            Body::empty()
+        } else if self.chunked {
+            chunked(self.body.clone())
+        } else {
+            Body::full(self.body.clone())
+        }
+    }
+}
+
+/// The path with basePath, as header rules and middleware matchers see it.
+fn full_path(path: &str, settings: &Settings) -> String {
+    format!(
+        "{}{}",
+        settings.base_path,
+        if path == "/" && !settings.base_path.is_empty() {
+            ""
+        } else {
+            path
+        }
+    )
+}
+
+/// The answers a page has, by what a request asks for.
+struct Answers {
+    html: Variant,
+    rsc: Option<Variant>,
+    data: Option<Data>,
+    unknown: Option<(Variant, Option<Variant>)>,
+}
+
+/// An App Router page's answers: HTML and RSC payload, and for `/_not-found` Next's 404
+/// for unknown paths.
+fn app_answers(
+    path: &str,
+    source: &Source,
+    rules: &HeaderMap,
+    entry_headers: &[(HeaderName, HeaderValue)],
+    cache_control: Option<&str>,
+    settings: &Settings,
+) -> Answers {
+    let (html, rsc) = app_pair(rules, entry_headers, cache_control, source, settings);
+    // Next's answer to a path nothing claims renders `/_not-found` under
+    // `Cache-Control: private, no-cache, ...`.
+    let unknown = (path == "/_not-found").then(|| {
+        app_pair(
+            &HeaderMap::new(),
+            entry_headers,
+            Some(NO_STORE),
+            source,
+            settings,
+        )
+    });
+    Answers {
+        html,
+        rsc,
+        data: None,
+        unknown,
+    }
+}
+
+/// The HTML and (when the entry has one) RSC answers of an App Router page.
+fn app_pair(
+    rules: &HeaderMap,
+    entry_headers: &[(HeaderName, HeaderValue)],
+    cache_control: Option<&str>,
+    source: &Source,
+    settings: &Settings,
+) -> (Variant, Option<Variant>) {
+    let html = app_variant(
+        rules,
+        entry_headers,
+        cache_control,
+        Bytes::from(source.html.clone().into_bytes()),
+        Some(semantics::page_etag(&source.html)),
+        true,
+        settings,
+    );
+    let rsc = source.rsc.clone().map(|body| {
+        app_variant(
+            rules,
+            entry_headers,
+            cache_control,
+            body,
+            None,
+            false,
+            settings,
+        )
+    });
+    (html, rsc)
+}
+
+/// A Pages Router page's answers: HTML, and with `getStaticProps` its `/_next/data`
+/// JSON. `None` when a data route Rust would answer has no page route.
+fn pages_answers(
+    path: &str,
+    source: &Source,
+    rules: &HeaderMap,
+    cache_control: Option<&str>,
+    cx: &Context<'_>,
+) -> Option<Answers> {
+    let settings = cx.settings;
+    let props = source.kind == Kind::PagesProps;
+    let html = pages_variant(
+        rules,
+        props,
+        None,
+        Bytes::from(source.html.clone().into_bytes()),
+        Render {
+            content_type: HTML_TYPE,
+            cache_control: props.then_some(cache_control).flatten(),
+            etag: Some(semantics::page_etag(&source.html)),
+            chunked: false,
+        },
+        settings,
+    );
+    let data = match (&source.data, props) {
+        (Some(json), true) => match data_rules(path, rules, cx) {
+            Some(data_rules) => {
+                let route = cx.routes.pages_route(path)?;
+                Some(data_answers(
+                    path,
+                    route,
+                    json,
+                    &data_rules,
+                    cache_control,
+                    cx,
+                ))
+            }
+            None => None,
+        },
+        _ => None,
+    };
+    Some(Answers {
+        html,
+        rsc: None,
+        data,
+        unknown: None,
+    })
+}
+
+/// The header rules of a page's data route, when Rust may answer it.
+fn data_rules(path: &str, rules: &HeaderMap, cx: &Context<'_>) -> Option<HeaderMap> {
+    let settings = cx.settings;
+    let data_path = data_path(&settings.build_id, path);
+    // Rules are matched against the data path in Next; only rule-free
+    // data routes are answered here.
+    let data_rules = cx
+        .rules
+        .for_path(&format!("{}{data_path}", settings.base_path));
+    match data_rules {
+        RuleHeaders::Known(data_rules)
+            if data_rules.is_empty()
+                && rules.is_empty()
+                && !cx
+                    .routes
+                    .claimed_by_rules(&format!("{}{data_path}", settings.base_path)) =>
+        {
+            Some(data_rules)
+        }
+        _ => None,
+    }
+}
+
+/// The `/_next/data` answers of a page whose route (e.g. `/posts/[id]`) is `route`.
+fn data_answers(
+    path: &str,
+    route: &str,
+    json: &str,
+    data_rules: &HeaderMap,
+    cache_control: Option<&str>,
+    cx: &Context<'_>,
+) -> Data {
+    let variant = |matched: Option<&str>| {
+        pages_variant(
+            data_rules,
+            true,
+            matched,
+            Bytes::from(json.to_owned().into_bytes()),
+            Render {
+                content_type: JSON_TYPE,
+                cache_control,
+                etag: Some(semantics::page_etag(json)),
+                chunked: false,
+            },
+            cx.settings,
+        )
+    };
+    Data {
+        unmarked: variant(None),
+        matched: variant(Some(route)),
+        always_matched: cx.routes.has_middleware() || route != path,
+    }
+}
+
+/// An App Router answer: the app-page handler's headers, then `sendRenderResult`'s.
+fn app_variant(
+    rules: &HeaderMap,
+    entry_headers: &[(HeaderName, HeaderValue)],
+    cache_control: Option<&str>,
+    body: Bytes,
+    etag: Option<String>,
+    html: bool,
+    settings: &Settings,
+) -> Variant {
+    let mut headers = rules.clone();
+    headers.insert(header::VARY, HeaderValue::from_static(APP_VARY));
+    headers.insert(
+        HeaderName::from_static("x-nextjs-cache"),
+        HeaderValue::from_static("HIT"),
+    );
+    headers.insert(
+        HeaderName::from_static("x-nextjs-prerender"),
+        HeaderValue::from_static("1"),
+    );
+    for (name, value) in entry_headers {
+        headers.append(name.clone(), value.clone());
+    }
+    // The HTML is a string payload; the RSC payload a buffer, which Next streams.
+    let render = Render {
+        content_type: if html { HTML_TYPE } else { RSC_TYPE },
+        cache_control,
+        etag,
+        chunked: !html,
+    };
+    send_render_result(headers, body, render, settings)
+}
+
+/// A Pages Router answer (HTML or `/_next/data` JSON): the pages handler's headers, then
+/// `sendRenderResult`'s.
+fn pages_variant(
+    rules: &HeaderMap,
+    props: bool,
+    data_of: Option<&str>,
+    body: Bytes,
+    render: Render<'_>,
+    settings: &Settings,
+) -> Variant {
+    let mut headers = rules.clone();
+    if let Some(page) = data_of {
+        headers.insert(
+            HeaderName::from_static("x-nextjs-matched-path"),
+            semantics::value(page),
+        );
+    }
+    if props {
+        headers.insert(
+            HeaderName::from_static("x-nextjs-cache"),
+            HeaderValue::from_static("HIT"),
+        );
+    }
+    send_render_result(headers, body, render, settings)
+}
+
+/// What `sendRenderResult` is given besides the response so far.
+struct Render<'a> {
+    content_type: &'static str,
+    cache_control: Option<&'a str>,
+    etag: Option<String>,
+    chunked: bool,
+}
+
+/// Next's `sendRenderResult` (`next/dist/server/send-payload.js`), then the `compression`
+/// middleware's `Vary`: the headers of the full answer and, when it has an ETag, of a 304.
+fn send_render_result(
+    mut headers: HeaderMap,
+    body: Bytes,
+    render: Render<'_>,
+    settings: &Settings,
+) -> Variant {
+    if render.content_type == HTML_TYPE && settings.powered_by {
+        headers.insert(
+            HeaderName::from_static("x-powered-by"),
+            HeaderValue::from_static("Next.js"),
+        );
+    }
+    if let Some(cache_control) = render.cache_control
+        && !headers.contains_key(header::CACHE_CONTROL)
+    {
+        headers.insert(header::CACHE_CONTROL, semantics::value(cache_control));
+    }
+    let etag = render.etag.filter(|_| settings.generate_etags);
+    if let Some(etag) = &etag {
+        headers.insert(header::ETAG, semantics::value(etag));
+    }
+    let not_modified = etag.is_some().then(|| headers.clone());
+    headers
+        .entry(header::CONTENT_TYPE)
+        .or_insert(HeaderValue::from_static(render.content_type));
+    if !render.chunked {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    crate::assets::compression_vary(&mut headers, settings);
+    Variant {
+        body,
+        headers,
+        not_modified,
+        chunked: render.chunked,
+    }
+}
+
+/// `getCacheControlHeader` of `next/dist/server/lib/cache-control.js`.
+fn cache_control(life: CacheLife, expire_time: Option<u64>) -> String {
+    match life.revalidate {
+        Some(revalidate) => {
+            let expire = life.expire.or(expire_time);
+            match expire {
+                Some(expire) if revalidate < expire => {
+                    format!(
+                        "s-maxage={revalidate}, stale-while-revalidate={}",
+                        expire - revalidate
+                    )
+                }
+                _ => format!("s-maxage={revalidate}"),
+            }
+        }
+        None => format!("s-maxage={ONE_YEAR}"),
+    }
+}
+
+/// The headers a cache entry carries (`.meta` or the worker's entry), as Next appends
+/// them; `x-next-cache-tags` is dropped (only minimal mode sends it). `None` when a value
+/// is not a valid header.
+fn entry_headers(
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> Option<Vec<(HeaderName, HeaderValue)>> {
+    let mut headers = Vec::new();
+    for (name, value) in map {
+        if name.eq_ignore_ascii_case("x-next-cache-tags") {
+            continue;
+        }
+        let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+        let values: Vec<String> = match value {
+            serde_json::Value::String(s) => vec![s.clone()],
+            serde_json::Value::Number(n) => vec![n.to_string()],
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|item| match item {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()?,
+            serde_json::Value::Null => continue,
+            _ => return None,
+        };
+        for value in values {
+            headers.push((name.clone(), HeaderValue::from_str(&value).ok()?));
+        }
+    }
+    Some(headers)
+}
+
+/// `/_next/data/<build>/<page>.json` for a page path.
+pub(super) fn data_path(build_id: &str, page: &str) -> String {
+    let page = if page == "/" { "/index" } else { page };
+    format!("/_next/data/{build_id}{page}.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_is_nexts() {
+        let life = |revalidate, expire| CacheLife { revalidate, expire };
+        assert_eq!(
+            cache_control(life(None, None), Some(ONE_YEAR)),
+            "s-maxage=31536000"
+        );
+        assert_eq!(
+            cache_control(life(Some(5), Some(ONE_YEAR)), Some(ONE_YEAR)),
+            "s-maxage=5, stale-while-revalidate=31535995"
+        );
+        assert_eq!(
+            cache_control(life(Some(5), None), Some(ONE_YEAR)),
+            "s-maxage=5, stale-while-revalidate=31535995"
+        );
+        assert_eq!(cache_control(life(Some(5), None), None), "s-maxage=5");
+    }
+}
