@@ -56,12 +56,29 @@ pub(crate) struct Fence {
 }
 
 impl Fence {
-    pub(crate) fn new(applied: Vec<watch::Receiver<u64>>, journal: Option<Journal>) -> Fence {
-        Fence { applied, journal }
+    /// The fence of a generation whose workers publish their applied events on `applied`.
+    /// With `journal` (a pool whose pages are answered natively), the journal file is
+    /// created there, empty: the workers note their writes in it.
+    pub(crate) fn create(
+        applied: Vec<watch::Receiver<u64>>,
+        journal: Option<PathBuf>,
+    ) -> std::io::Result<Fence> {
+        let slots = applied.len();
+        let journal = journal
+            .map(|path| Journal::create(&path, slots))
+            .transpose()?;
+        Ok(Fence { applied, journal })
     }
 
     pub(crate) fn journal(&self) -> Option<&Journal> {
         self.journal.as_ref()
+    }
+
+    /// Removes the fence's files (its journal), once the generation's workers are gone.
+    pub(crate) fn remove_files(&self) {
+        if let Some(journal) = &self.journal {
+            let _ = std::fs::remove_file(&journal.path);
+        }
     }
 
     /// Waits until the events a response of worker `slot` may show are applied: its own
@@ -146,7 +163,7 @@ struct JournalRead {
 
 impl Journal {
     /// Creates the (empty) journal of `slots` workers.
-    pub(crate) fn create(path: &Path, slots: usize) -> std::io::Result<Journal> {
+    fn create(path: &Path, slots: usize) -> std::io::Result<Journal> {
         std::fs::write(path, "")?;
         Ok(Journal {
             path: path.to_owned(),
@@ -232,10 +249,10 @@ mod tests {
     async fn waits_for_the_events_noted_by_other_workers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal");
-        let journal = Journal::create(&path, 2).unwrap();
         let (own, own_rx) = watch::channel(3);
         let (other, other_rx) = watch::channel(0);
-        let fence = std::sync::Arc::new(Fence::new(vec![own_rx, other_rx], Some(journal)));
+        let fence =
+            std::sync::Arc::new(Fence::create(vec![own_rx, other_rx], Some(path.clone())).unwrap());
         std::fs::write(&path, "1 1\n").unwrap();
         let waiting = tokio::spawn({
             let fence = fence.clone();

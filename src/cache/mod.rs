@@ -7,7 +7,7 @@ mod events;
 mod fence;
 
 pub(crate) use events::{CacheChange, CacheEvent, CachedEntry, WorkerEvent};
-pub(crate) use fence::{Fence, Journal, Marks};
+pub(crate) use fence::{Fence, Marks};
 
 use std::sync::Arc;
 

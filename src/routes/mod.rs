@@ -1,4 +1,5 @@
-//! Who owns a request: Next.js or the inner service (DESIGN.md §2).
+//! Who owns a request: Next.js or the inner service (the rules are in the README, "Who
+//! gets a request").
 //!
 //! The [`RouteTable`] is what the app's build (or, in dev, its folders) says Next serves;
 //! [`Routing`] is what the layer's configuration adds: explicit routes and the

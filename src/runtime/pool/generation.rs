@@ -10,13 +10,13 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::{Blueprint, Generation, Shared, Slot, SlotEvents, WorkerPool};
 use crate::{
     Error,
     build::AppInfo,
-    cache::{Fence, Journal},
+    cache::{Fence, WorkerEvent},
     runtime::{
         client::WorkerClient,
         worker::{Events, Launch, Worker, WorkerState},
@@ -132,27 +132,57 @@ impl Blueprint {
         let count = self.options.worker_count();
         // Several workers share Next's cache through the build folder (README: the pool).
         let tags_log = (count > 1).then(|| self.private_dir.join(format!("tags-{id}.log")));
-        let mut bridge_extra = match &tags_log {
-            Some(log) => {
-                std::fs::write(log, "")?;
-                serde_json::json!({
-                    "sharedCache": { "handler": self.cache_handler, "tagsLog": log }
-                })
-            }
-            None => serde_json::json!({}),
-        };
+        if let Some(log) = &tags_log {
+            std::fs::write(log, "")?;
+        }
         // A worker may answer from what another wrote: responses wait for the events noted
         // in the journal (see `cache::Fence`).
-        let journal = if count > 1 && self.options.native_pages() {
-            let journal =
-                Journal::create(&self.private_dir.join(format!("journal-{id}.log")), count)?;
+        let journal = (count > 1 && self.options.native_pages())
+            .then(|| self.private_dir.join(format!("journal-{id}.log")));
+        let (applied, applied_rx): (Vec<_>, Vec<_>) = (0..count).map(|_| watch::channel(0)).unzip();
+        let fence = Arc::new(Fence::create(applied_rx, journal)?);
+        let mut bridge_extra = serde_json::json!({});
+        if let Some(log) = &tags_log {
+            bridge_extra["sharedCache"] =
+                serde_json::json!({ "handler": self.cache_handler, "tagsLog": log });
+        }
+        if let Some(journal) = fence.journal() {
             bridge_extra["journal"] = serde_json::json!(journal.path());
-            Some(journal)
-        } else {
-            None
-        };
+        }
         // Each worker reports its cache events on its own channel (see `Slot::events`).
         let channels: Vec<_> = (0..count).map(|_| Events::new()).collect();
+        let started = self
+            .start_workers(dir, id, &bridge_extra, &channels)
+            .await?;
+        let info = started[0].1.clone();
+        let slots = started
+            .into_iter()
+            .zip(channels)
+            .zip(applied)
+            .enumerate()
+            .map(|(index, (((worker, _), (_, received)), applied))| {
+                self.slot(worker, index, &fence, received, applied)
+            })
+            .collect();
+        Ok(Generation {
+            app: (),
+            info,
+            dir: dir.to_owned(),
+            id,
+            slots,
+            tags_log,
+            fence,
+        })
+    }
+
+    /// Starts one worker per channel, side by side; if one fails, stops the others.
+    async fn start_workers(
+        &self,
+        dir: &Path,
+        id: u64,
+        bridge_extra: &serde_json::Value,
+        channels: &[(Events, mpsc::UnboundedReceiver<WorkerEvent>)],
+    ) -> Result<Vec<(Worker, AppInfo)>, Error> {
         let launches = channels.iter().enumerate().map(|(index, (events, _))| {
             let mut bridge_extra = bridge_extra.clone();
             bridge_extra["slot"] = serde_json::json!(index);
@@ -168,7 +198,7 @@ impl Blueprint {
                 events: events.clone(),
             })
         });
-        let mut started = Vec::with_capacity(count);
+        let mut started = Vec::with_capacity(channels.len());
         let mut failure = None;
         for result in futures::future::join_all(launches).await {
             match result {
@@ -182,37 +212,29 @@ impl Blueprint {
             }
             return Err(err);
         }
-        let info = started[0].1.clone();
-        let (applied, applied_rx): (Vec<_>, Vec<_>) = (0..count).map(|_| watch::channel(0)).unzip();
-        let fence = Arc::new(Fence::new(applied_rx, journal));
-        let slots = started
-            .into_iter()
-            .zip(channels)
-            .zip(applied)
-            .enumerate()
-            .map(|(index, (((worker, _), (_, received)), applied))| {
-                let slot = Arc::new(Slot {
-                    client: WorkerClient::new(worker.socket(), index, fence.clone()),
-                    events: Mutex::new(Some((received, applied))),
-                    worker,
-                    in_flight: AtomicUsize::new(0),
-                    handled: AtomicU64::new(0),
-                    unreachable_until: AtomicU64::new(0),
-                    room: self.room.clone(),
-                });
-                tokio::spawn(watch_state(Arc::downgrade(&slot), self.room.clone()));
-                slot
-            })
-            .collect();
-        Ok(Generation {
-            app: (),
-            info,
-            dir: dir.to_owned(),
-            id,
-            slots,
-            tags_log,
-            fence,
-        })
+        Ok(started)
+    }
+
+    /// A started worker's slot, watched for state changes.
+    fn slot(
+        &self,
+        worker: Worker,
+        index: usize,
+        fence: &Arc<Fence>,
+        received: mpsc::UnboundedReceiver<WorkerEvent>,
+        applied: watch::Sender<u64>,
+    ) -> Arc<Slot> {
+        let slot = Arc::new(Slot {
+            client: WorkerClient::new(worker.socket(), index, fence.clone()),
+            events: Mutex::new(Some((received, applied))),
+            worker,
+            in_flight: AtomicUsize::new(0),
+            handled: AtomicU64::new(0),
+            unreachable_until: AtomicU64::new(0),
+            room: self.room.clone(),
+        });
+        tokio::spawn(watch_state(Arc::downgrade(&slot), self.room.clone()));
+        slot
     }
 }
 
@@ -288,7 +310,5 @@ async fn stop<A>(generation: &Generation<A>) {
     if let Some(log) = &generation.tags_log {
         let _ = std::fs::remove_file(log);
     }
-    if let Some(journal) = generation.fence.journal() {
-        let _ = std::fs::remove_file(journal.path());
-    }
+    generation.fence.remove_files();
 }

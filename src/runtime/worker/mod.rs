@@ -13,32 +13,25 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader},
-    net::UnixStream,
+    io::{AsyncBufReadExt, AsyncRead, BufReader},
     process::{Child, Command},
     sync::{mpsc, oneshot, watch},
 };
 
+mod supervise;
+
 use super::{STATUS_MARK, Status};
 use crate::cache::{CacheEvent, WorkerEvent};
 use crate::{Error, NextOptions, build::AppInfo};
+use supervise::supervise;
 
 /// Lines of stderr kept to explain a failed start.
 const STDERR_TAIL: usize = 20;
 /// After a process exits, how long its pipes may take to deliver what it wrote last.
 const PIPE_DRAIN: Duration = Duration::from_secs(1);
-/// Restart delays grow from the first to the last, and reset after a healthy run.
-const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(10);
-const HEALTHY_RUN: Duration = Duration::from_secs(30);
 /// How long a worker may finish its requests after SIGTERM before it is killed.
 pub(crate) const STOP_GRACE: Duration = Duration::from_secs(5);
-/// Missed health checks in a row after which a worker is replaced.
-const MISSED_CHECKS_LIMIT: u32 = 3;
-/// The bridge answers this request itself, without Next.js: it shows that the worker's
-/// event loop turns. Rust strips `x-tower-next-*` headers from clients.
-const HEALTH_REQUEST: &[u8] =
-    b"GET /_tower-next/health HTTP/1.1\r\nhost: worker\r\nx-tower-next-health: 1\r\nconnection: close\r\n\r\n";
 
 /// Where the worker is in its life, as the pool sees it.
 #[derive(Clone, Debug)]
@@ -468,168 +461,6 @@ fn install_command(dir: &Path) -> String {
     } else {
         "npm install".into()
     }
-}
-
-async fn supervise(
-    launch: Launch,
-    mut process: Process,
-    state: watch::Sender<WorkerState>,
-    mut stop: watch::Receiver<bool>,
-    stats: Arc<Stats>,
-) {
-    let options = &launch.options;
-    let mut backoff = BACKOFF_FIRST;
-    let mut up_since = Instant::now();
-    let mut health = health_ticker(options.health_interval);
-    loop {
-        // Serve until the process exits, stops answering, or we are told to stop.
-        let mut missed = 0;
-        let mut unresponsive = false;
-        let exit = loop {
-            tokio::select! {
-                exit = process.child.wait() => break exit,
-                _ = stop_requested(&mut stop) => {
-                    let _ = state.send(WorkerState::Stopped);
-                    process.terminate().await;
-                    stats.pid.store(0, Ordering::Relaxed);
-                    let _ = std::fs::remove_file(&launch.socket);
-                    return;
-                }
-                checked = async {
-                    health.tick().await;
-                    health_check(&launch.socket, options.health_timeout).await
-                } => match checked {
-                    Ok(()) if missed > 0 => {
-                        tracing::info!(worker = %launch.name, "worker answers its health check again");
-                        missed = 0;
-                        let _ = state.send(WorkerState::Ready);
-                    }
-                    Ok(()) => {}
-                    Err(why) => {
-                        missed += 1;
-                        if missed >= MISSED_CHECKS_LIMIT {
-                            tracing::error!(worker = %launch.name, %why, "worker missed {missed} health checks in a row; replacing it");
-                            unresponsive = true;
-                            let _ = process.child.start_kill();
-                        } else {
-                            tracing::warn!(worker = %launch.name, %why, "worker missed a health check; no new requests until it answers");
-                            let reason = format!("Next.js worker missed a health check: {why}");
-                            let _ = state.send(WorkerState::Unhealthy(reason.into()));
-                        }
-                    }
-                },
-            }
-        };
-        stats.pid.store(0, Ordering::Relaxed);
-        let reason: Arc<str> = match exit {
-            _ if unresponsive => "Next.js worker stopped answering and was replaced".into(),
-            Ok(status) => format!("Next.js worker exited ({status})").into(),
-            Err(err) => format!("Next.js worker lost: {err}").into(),
-        };
-        if unresponsive {
-            tracing::warn!(worker = %launch.name, "unresponsive worker killed; restarting");
-        } else {
-            tracing::error!(worker = %launch.name, reason = %reason, stderr = %process.stderr(), "worker died; restarting");
-        }
-        let _ = state.send(WorkerState::Down {
-            reason,
-            failing: false,
-        });
-        if up_since.elapsed() > HEALTHY_RUN {
-            backoff = BACKOFF_FIRST;
-        }
-
-        // Restart, with growing delays while starts keep failing.
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = stop_requested(&mut stop) => {
-                    let _ = state.send(WorkerState::Stopped);
-                    return;
-                }
-            }
-            let _ = state.send(WorkerState::Starting);
-            let restarted = match launch.spawn() {
-                Ok(mut next) => tokio::select! {
-                    ready = next.ready(options.start_timeout, &launch.dir) => ready.map(|_| next),
-                    _ = stop_requested(&mut stop) => {
-                        let _ = state.send(WorkerState::Stopped);
-                        return;
-                    }
-                },
-                Err(err) => Err(err),
-            };
-            backoff = (backoff * 2).min(BACKOFF_MAX);
-            match restarted {
-                Ok(next) => {
-                    tracing::info!(worker = %launch.name, "worker restarted");
-                    launch.crash_report.started(&launch.name);
-                    stats
-                        .pid
-                        .store(next.child.id().unwrap_or(0), Ordering::Relaxed);
-                    stats.restarts.fetch_add(1, Ordering::Relaxed);
-                    stats.failed_starts.store(0, Ordering::Relaxed);
-                    process = next;
-                    up_since = Instant::now();
-                    health = health_ticker(options.health_interval);
-                    let _ = launch.events.sender.send(WorkerEvent::Restarted);
-                    let _ = state.send(WorkerState::Ready);
-                    break;
-                }
-                Err(err) => {
-                    stats.failed_starts.fetch_add(1, Ordering::Relaxed);
-                    launch
-                        .crash_report
-                        .restart_failed(&launch.name, &err, backoff);
-                    let _ = state.send(WorkerState::Down {
-                        reason: "Next.js worker fails to start".into(),
-                        failing: true,
-                    });
-                }
-            }
-        }
-    }
-}
-
-fn health_ticker(interval: Duration) -> tokio::time::Interval {
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker
-}
-
-/// Asks the bridge whether it answers: a fresh connection, a request that Next.js never
-/// sees, `204` expected within `timeout`.
-async fn health_check(socket: &Path, timeout: Duration) -> Result<(), String> {
-    let check = async {
-        let mut stream = UnixStream::connect(socket)
-            .await
-            .map_err(|err| format!("cannot connect: {err}"))?;
-        stream
-            .write_all(HEALTH_REQUEST)
-            .await
-            .map_err(|err| format!("cannot send: {err}"))?;
-        let mut head = [0u8; 12];
-        stream
-            .read_exact(&mut head)
-            .await
-            .map_err(|err| format!("no answer: {err}"))?;
-        if &head == b"HTTP/1.1 204" {
-            Ok(())
-        } else {
-            Err(format!(
-                "unexpected answer {:?}",
-                String::from_utf8_lossy(&head)
-            ))
-        }
-    };
-    match tokio::time::timeout(timeout, check).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("no answer within {timeout:?}")),
-    }
-}
-
-async fn stop_requested(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 async fn read_stdout(
