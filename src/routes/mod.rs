@@ -6,6 +6,7 @@
 //! `useFileSystemPublicRoutes` switch. [`RouteTable::owner`] decides per request, without
 //! touching the disk.
 
+mod build_path;
 mod dev;
 mod locale;
 mod manifest;
@@ -22,6 +23,7 @@ use crate::{
     Error,
     build::{AppInfo, JsRegex, Manifests},
 };
+pub(crate) use build_path::BuildPath;
 use locale::Locales;
 use pattern::PathPattern;
 pub(crate) use target::{Dispatch, Owner, Reach, Target};
@@ -158,21 +160,7 @@ impl RouteTable {
         let normalized = normalize(&decoded);
 
         if path == "/_next" || path.starts_with("/_next/") {
-            if !file_system_routes && let Some((locale, page)) = self.data_route_page(path) {
-                // A client-side navigation's data request: Next's only for explicit routes.
-                return match routing.find(&page) {
-                    Some((target, params)) => Owner::Next(Target::Rewrite(format!(
-                        "{}/_next/data/{}{}/{}.json{}",
-                        self.base_path,
-                        self.build_id,
-                        locale,
-                        if target == "/" { "/index" } else { target }.trim_start_matches('/'),
-                        with_question_mark(&merge_query(uri.query(), &params))
-                    ))),
-                    None => Owner::Inner,
-                };
-            }
-            return Owner::Next(Target::Handle(Reach::Owned));
+            return self.internal_owner(routing, uri, path, file_system_routes);
         }
 
         if let Some((page, params)) = routing.find(normalized) {
@@ -194,26 +182,64 @@ impl RouteTable {
                 Owner::Inner
             };
         }
-        let public_file = match &localized {
+        if self.is_public_file(localized.as_ref(), normalized) || self.claimed(raw, path) {
+            return Owner::Next(Target::Handle(Reach::Owned));
+        }
+        Owner::Inner
+    }
+
+    /// Who owns a `{basePath}/_next/*` path: Next, but with filename routes off a
+    /// client-side navigation's data request only for an explicit route, whose page's
+    /// data route it is sent to.
+    fn internal_owner(
+        &self,
+        routing: &Routing,
+        uri: &Uri,
+        path: &str,
+        file_system_routes: bool,
+    ) -> Owner {
+        let data_page = (!file_system_routes)
+            .then(|| self.data_route_page(path))
+            .flatten();
+        let Some((locale, page)) = data_page else {
+            return Owner::Next(Target::Handle(Reach::Owned));
+        };
+        match routing.find(&page) {
+            Some((target, params)) => Owner::Next(Target::Rewrite(format!(
+                "{}/_next/data/{}{}/{}.json{}",
+                self.base_path,
+                self.build_id,
+                locale,
+                if target == "/" { "/index" } else { target }.trim_start_matches('/'),
+                with_question_mark(&merge_query(uri.query(), &params))
+            ))),
+            None => Owner::Inner,
+        }
+    }
+
+    /// Whether `normalized` (decoded, after basePath) is a `public/` file Next serves:
+    /// with i18n, also under the default locale(s) (`/en/robots.txt`).
+    fn is_public_file(&self, localized: Option<&locale::Localized<'_>>, normalized: &str) -> bool {
+        match localized {
             None => self.public_files.contains(normalized),
-            // Files are served under the default locale(s) too (`/en/robots.txt`).
             Some(found) if found.files => {
                 let rest = without_locale(normalized);
                 self.public_files.contains(rest) || found.rest.starts_with("/_next/static/")
             }
             Some(_) => false,
-        };
-        let rules = match &self.locales {
+        }
+    }
+
+    /// Whether a redirect, rewrite or middleware matcher claims the path (`raw` with
+    /// basePath, `path` after it); with i18n, as Next's router sees it with the locale.
+    fn claimed(&self, raw: &str, path: &str) -> bool {
+        match &self.locales {
             None => self.matches_rules(raw) || self.matches_rules(path),
             Some(_) => {
                 self.matches_rules(&self.router_path(&self.base_path, path))
                     || self.matches_rules(&self.router_path("", path))
             }
-        };
-        if public_file || rules {
-            return Owner::Next(Target::Handle(Reach::Owned));
         }
-        Owner::Inner
     }
 
     /// What Next.js does with a request given to it as a plain service, which owns
@@ -325,35 +351,8 @@ impl RouteTable {
     }
 }
 
-/// A request path that names what one build has: its `/_next/data` routes (by build id) or
-/// a file of its `/_next/static` folder. After a reload, such requests of pages loaded
-/// before it go to the previous build's workers.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum BuildPath<'a> {
-    /// `{basePath}/_next/data/<build_id>/…`.
-    Data { build_id: &'a str },
-    /// `{basePath}/_next/static/<file>`, without `.` or `..` segments.
-    Static { file: &'a str },
-}
-
-impl<'a> BuildPath<'a> {
-    /// What `path` names, under `base_path`.
-    pub(crate) fn of(path: &'a str, base_path: &str) -> Option<BuildPath<'a>> {
-        let rest = strip_prefix_segment(path, base_path.trim_end_matches('/'))?;
-        if let Some(data) = rest.strip_prefix("/_next/data/") {
-            let build_id = data.split('/').next()?;
-            return Some(BuildPath::Data { build_id });
-        }
-        let file = rest.strip_prefix("/_next/static/")?;
-        if file.is_empty() || file.split('/').any(|s| s == ".." || s == ".") {
-            return None;
-        }
-        Some(BuildPath::Static { file })
-    }
-}
-
 /// `path` without the `prefix` segment(s), or `None` when it is not under them.
-fn strip_prefix_segment<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+pub(super) fn strip_prefix_segment<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     if prefix.is_empty() {
         return Some(path);
     }
@@ -641,23 +640,6 @@ mod tests {
             Owner::Inner
         );
         assert_eq!(owner(&table, &routing, "/fr/legacy"), Owner::Inner);
-    }
-
-    #[test]
-    fn build_paths_name_data_routes_and_static_files() {
-        assert_eq!(
-            BuildPath::of("/_next/data/B1/ssg.json", ""),
-            Some(BuildPath::Data { build_id: "B1" })
-        );
-        assert_eq!(
-            BuildPath::of("/docs/_next/static/chunks/a.js", "/docs"),
-            Some(BuildPath::Static {
-                file: "chunks/a.js"
-            })
-        );
-        assert_eq!(BuildPath::of("/_next/static/../x", ""), None);
-        assert_eq!(BuildPath::of("/_next/static/a.js", "/docs"), None);
-        assert_eq!(BuildPath::of("/about", ""), None);
     }
 
     #[test]
