@@ -101,21 +101,13 @@ use std::{
 };
 
 use axum::{Router, routing::get};
-use reqwest::{Method, header};
+use reqwest::Method;
+use support::responses::{self, BODY_HEADERS, Captured, HOST, describe_body_difference};
 use tower_next::{NextLayer, NextOptions};
-
-/// The Host header of every request, on both servers.
-const HOST: &str = "localhost:3000";
 
 /// The header in which tower-next names the responder of a native answer
 /// (`NextOptions::mark_native_responses`); taken out before comparing.
 const NATIVE_HEADER: &str = "x-tower-next-native";
-
-/// Headers that differ on purpose (see the module docs).
-const IGNORED_HEADERS: [&str; 4] = ["connection", "keep-alive", "transfer-encoding", "date"];
-
-/// Headers derived from the body: compared only where the body is.
-const BODY_HEADERS: [&str; 2] = ["etag", "content-length"];
 
 /// How much of a route's response is the same from one request to the next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -398,23 +390,6 @@ fn configured_routes(build_id: &str, chunk: &str) -> Vec<Route> {
     ]
 }
 
-/// A response as received: status, headers by lowercase name, the whole body.
-#[derive(Debug)]
-struct Captured {
-    status: u16,
-    headers: BTreeMap<String, Vec<String>>,
-    body: Vec<u8>,
-}
-
-impl Captured {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.first())
-            .map(String::as_str)
-    }
-}
-
 /// The two sides of a comparison.
 struct Servers {
     client: reqwest::Client,
@@ -496,31 +471,7 @@ impl Servers {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<Captured, String> {
-        let mut request = self
-            .client
-            .request(method, format!("http://{addr}{path}"))
-            .header(header::HOST, HOST);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send().await.map_err(|err| format!("{err:?}"))?;
-        let status = response.status().as_u16();
-        let mut captured = BTreeMap::<String, Vec<String>>::new();
-        for (name, value) in response.headers() {
-            captured
-                .entry(name.as_str().to_owned())
-                .or_default()
-                .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
-        }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|err| format!("body: {err:?}"))?;
-        Ok(Captured {
-            status,
-            headers: captured,
-            body: body.to_vec(),
-        })
+        responses::send(&self.client, addr, method, path, headers).await
     }
 
     /// The same request to `next start` and to our server, at the same time.
@@ -966,15 +917,7 @@ fn compare(
         );
     }
 
-    let names: BTreeSet<&String> = reference
-        .headers
-        .keys()
-        .chain(ours.headers.keys())
-        .collect();
-    for name in names {
-        if IGNORED_HEADERS.contains(&name.as_str()) {
-            continue;
-        }
+    for name in responses::compared_headers(&reference, &ours) {
         let (r, o) = (reference.headers.get(name), ours.headers.get(name));
         let (Some(r), Some(o)) = (r, o) else {
             let (side, values) = match r {
@@ -1037,26 +980,6 @@ fn revalidated_in_between(
         (200, 304) => regenerated(reference, reference_sent),
         _ => false,
     }
-}
-
-fn describe_body_difference(reference: &[u8], ours: &[u8]) -> String {
-    let at = reference
-        .iter()
-        .zip(ours)
-        .position(|(r, o)| r != o)
-        .unwrap_or(reference.len().min(ours.len()));
-    let excerpt = |body: &[u8]| {
-        let start = at.saturating_sub(20);
-        let end = (at + 40).min(body.len());
-        String::from_utf8_lossy(&body[start.min(end)..end]).into_owned()
-    };
-    format!(
-        "body: {} vs {} bytes, first difference at byte {at}: {:?} vs {:?}",
-        reference.len(),
-        ours.len(),
-        excerpt(reference),
-        excerpt(ours)
-    )
 }
 
 /// DESIGN.md §2, rule 4: a path that neither Next's route table nor a next.config rule or

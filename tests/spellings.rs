@@ -11,9 +11,8 @@ mod support;
 
 use std::{net::SocketAddr, time::Duration};
 
-use axum::Router;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower_next::{NextLayer, NextOptions};
+use tower_next::NextOptions;
 
 /// Spellings tower-next refuses with `400` where `next start` answers them, each because
 /// it could reach a file outside the folders Next serves (a `..` segment, encoded or not).
@@ -178,12 +177,7 @@ async fn compare_spellings(dir: &std::path::Path) {
     let next = tower_next::Next::prepare(NextOptions::new(dir).workers(1))
         .await
         .expect("prepare the fixture");
-    let ours = support::serve(
-        Router::new()
-            .fallback_service(next.service())
-            .layer(NextLayer::new(next.clone())),
-    )
-    .await;
+    let ours = support::serve_axum_layer(&next).await;
 
     let mut targets: Vec<Vec<u8>> = corpus(dynamic_segment_chunk(dir).as_deref())
         .into_iter()

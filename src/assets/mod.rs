@@ -388,7 +388,9 @@ impl Assets {
             }
             Some(_) => return None,
         };
-        if !self.page_request_allowed(request, want == Want::Rsc) {
+        // Next 16 takes a `.rsc` path for an RSC request of the page without it (15 answers
+        // it 404): Node answers, whatever the index holds under that name.
+        if !self.page_request_allowed(request, want == Want::Rsc) || path.ends_with(".rsc") {
             return None;
         }
         let pages = self.pages.load();

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod browser;
+pub mod responses;
 
 use std::{
     collections::hash_map::DefaultHasher,
@@ -30,17 +31,15 @@ pub fn repo() -> PathBuf {
 pub fn fixture() -> PathBuf {
     static READY: OnceLock<PathBuf> = OnceLock::new();
     READY
-        .get_or_init(|| {
-            let name = std::env::var("TOWER_NEXT_FIXTURE").unwrap_or_else(|_| "app15".into());
-            prepare_fixture(&repo().join("tests/fixtures").join(name))
-        })
+        .get_or_init(|| prepare_fixture(&repo().join("tests/fixtures").join(fixture_name())))
         .clone()
 }
 
 /// The major version of Next.js in the fixture.
 pub fn next_major() -> u32 {
     let package =
-        std::fs::read_to_string(fixture().join("node_modules/next/package.json")).unwrap();
+        std::fs::read_to_string(installed_fixture().join("node_modules/next/package.json"))
+            .unwrap();
     let package: serde_json::Value = serde_json::from_str(&package).unwrap();
     package["version"]
         .as_str()
@@ -50,6 +49,55 @@ pub fn next_major() -> u32 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// The fixture app's folder with its `node_modules` installed (`npm ci`, once), not built:
+/// for builds of other sources with the fixture's Next.js ([`shapes_fixture`]).
+pub fn installed_fixture() -> PathBuf {
+    static READY: OnceLock<PathBuf> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let dir = repo().join("tests/fixtures").join(fixture_name());
+            let _lock = fixture_lock(&dir);
+            install(&dir);
+            dir
+        })
+        .clone()
+}
+
+fn fixture_name() -> String {
+    std::env::var("TOWER_NEXT_FIXTURE").unwrap_or_else(|_| "app15".into())
+}
+
+/// The route-shape fixture (`tests/fixtures/shapes`: a shop on the App Router, a blog on
+/// the Pages Router, no middleware) built with the fixture's Next.js (its `package.json`,
+/// its `node_modules` hard-linked), in `target/fixture-shapes-<major>`.
+pub fn shapes_fixture() -> PathBuf {
+    static READY: OnceLock<PathBuf> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let name = format!("shapes-{}", next_major());
+            built_copy(&name, &repo().join("tests/fixtures/shapes"), &[], None)
+        })
+        .clone()
+}
+
+/// The route-shape fixture built with `basePath: '/shop'` and `trailingSlash: true`, in
+/// `target/fixture-shapes-<major>-base`.
+pub fn shapes_base_path_fixture() -> PathBuf {
+    static READY: OnceLock<PathBuf> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let name = format!("shapes-{}-base", next_major());
+            let config = "module.exports = {\n  ...require('./next.config.base.js'),\n  basePath: '/shop',\n  trailingSlash: true,\n};\n";
+            built_copy(
+                &name,
+                &repo().join("tests/fixtures/shapes"),
+                &[],
+                Some(config),
+            )
+        })
+        .clone()
 }
 
 /// The fixture app built with `output: 'standalone'`: a copy in `target/` (sources copied,
@@ -198,25 +246,33 @@ pub fn plain_fixture() -> PathBuf {
 }
 
 /// A variant of the fixture in `target/fixture-<name>-<suffix>`: its sources without
-/// `skip`, `config` as next.config.js (`next.config.base.js` is the fixture's own), and
-/// the fixture's `node_modules` hard-linked; built once, again when the sources change.
+/// `skip`, `config` as next.config.js (`next.config.base.js` is the fixture's own).
 fn variant_fixture(suffix: &str, skip: &[&str], config: &str) -> PathBuf {
     let base = fixture();
     let name = base.file_name().unwrap().to_string_lossy().into_owned();
-    let dir = repo().join(format!("target/fixture-{name}-{suffix}"));
-    let lock =
-        std::fs::File::create(repo().join(format!("target/fixture-{name}-{suffix}.lock"))).unwrap();
+    built_copy(&format!("{name}-{suffix}"), &base, skip, Some(config))
+}
+
+/// A build of the app in `sources` in `target/fixture-<name>`: its files without `skip`,
+/// `config` (if any) as next.config.js with the sources' own as `next.config.base.js`, and
+/// the installed fixture's `package.json` and `node_modules` (hard-linked); built once,
+/// again when any of these change.
+fn built_copy(name: &str, sources: &Path, skip: &[&str], config: Option<&str>) -> PathBuf {
+    let installed = installed_fixture();
+    let dir = repo().join(format!("target/fixture-{name}"));
+    let lock = std::fs::File::create(repo().join(format!("target/fixture-{name}.lock"))).unwrap();
     lock.lock().expect("fixture variant lock");
+    let package = std::fs::read_to_string(installed.join("package.json")).unwrap();
     let mut hasher = DefaultHasher::new();
-    (skip, config).hash(&mut hasher);
-    let stamp_text = format!("{}-{suffix}-{:016x}", source_hash(&base), hasher.finish());
+    (skip, config, &package).hash(&mut hasher);
+    let stamp_text = format!("{}-{name}-{:016x}", source_hash(sources), hasher.finish());
     let stamp = dir.join(".next/tower-next-fixture.stamp");
     if std::fs::read_to_string(&stamp).ok().as_deref() != Some(stamp_text.as_str())
         || !dir.join(".next/BUILD_ID").exists()
     {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        for entry in std::fs::read_dir(&base).unwrap().flatten() {
+        for entry in std::fs::read_dir(sources).unwrap().flatten() {
             let file = entry.file_name();
             if [".next", "node_modules", "next.config.js"]
                 .iter()
@@ -227,11 +283,23 @@ fn variant_fixture(suffix: &str, skip: &[&str], config: &str) -> PathBuf {
             }
             copy_recursively(&entry.path(), &dir.join(&file));
         }
-        std::fs::copy(base.join("next.config.js"), dir.join("next.config.base.js")).unwrap();
-        std::fs::write(dir.join("next.config.js"), config).unwrap();
+        match config {
+            Some(config) => {
+                std::fs::copy(
+                    sources.join("next.config.js"),
+                    dir.join("next.config.base.js"),
+                )
+                .unwrap();
+                std::fs::write(dir.join("next.config.js"), config).unwrap();
+            }
+            None => {
+                std::fs::copy(sources.join("next.config.js"), dir.join("next.config.js")).unwrap();
+            }
+        }
+        std::fs::write(dir.join("package.json"), &package).unwrap();
         run(Command::new("cp")
             .arg("-al")
-            .arg(base.join("node_modules"))
+            .arg(installed.join("node_modules"))
             .arg(&dir));
         progress(&format!("next build in {} (~30 s)", dir.display()));
         run(Command::new("node")
@@ -240,6 +308,25 @@ fn variant_fixture(suffix: &str, skip: &[&str], config: &str) -> PathBuf {
         std::fs::write(&stamp, &stamp_text).unwrap();
     }
     dir
+}
+
+/// A fresh copy of the built app in `dir` for one server, in `target/runs/<dir>-<name>`:
+/// its files and build copied, `node_modules` hard-linked. Two servers on two copies of
+/// one build each start from what the build holds, and neither reads the cache entries the
+/// other writes while it runs (or those of an earlier run).
+pub fn fresh_copy(dir: &Path, name: &str) -> PathBuf {
+    let folder = dir.file_name().unwrap().to_string_lossy();
+    let copy = repo().join(format!("target/runs/{folder}-{name}"));
+    let _ = std::fs::remove_dir_all(&copy);
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let link = entry.file_name() == "node_modules";
+        run(Command::new("cp")
+            .arg(if link { "-al" } else { "-a" })
+            .arg(entry.path())
+            .arg(&copy));
+    }
+    copy
 }
 
 fn copy_recursively(from: &Path, to: &Path) {
@@ -254,18 +341,8 @@ fn copy_recursively(from: &Path, to: &Path) {
 }
 
 fn prepare_fixture(dir: &Path) -> PathBuf {
-    let name = dir.file_name().unwrap().to_string_lossy();
-    let lock_path = repo().join(format!("target/fixture-{name}.lock"));
-    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
-    let lock = std::fs::File::create(&lock_path).unwrap();
-    lock.lock().expect("fixture lock");
-
-    if !dir.join("node_modules/next/package.json").exists() {
-        progress(&format!("npm ci in {} (~15 s)", dir.display()));
-        run(Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(dir));
-    }
+    let _lock = fixture_lock(dir);
+    install(dir);
     let stamp = dir.join(".next/tower-next-fixture.stamp");
     let sources = source_hash(dir);
     let built = std::fs::read_to_string(&stamp).ok();
@@ -278,6 +355,26 @@ fn prepare_fixture(dir: &Path) -> PathBuf {
     }
     progress("fixture app ready");
     dir.to_owned()
+}
+
+/// The lock under which a fixture folder is installed and built, across test binaries.
+fn fixture_lock(dir: &Path) -> std::fs::File {
+    let name = dir.file_name().unwrap().to_string_lossy();
+    let lock_path = repo().join(format!("target/fixture-{name}.lock"));
+    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let lock = std::fs::File::create(&lock_path).unwrap();
+    lock.lock().expect("fixture lock");
+    lock
+}
+
+/// `npm ci` in `dir`, unless its `node_modules` holds Next.js already.
+fn install(dir: &Path) {
+    if !dir.join("node_modules/next/package.json").exists() {
+        progress(&format!("npm ci in {} (~15 s)", dir.display()));
+        run(Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(dir));
+    }
 }
 
 /// A second release of the fixture, for reload: its own folder under `target/`, the About
@@ -448,6 +545,17 @@ pub async fn serve(router: Router) -> SocketAddr {
         .unwrap();
     });
     addr
+}
+
+/// `next` served in the `axum_layer` example's shape: a Router whose fallback is
+/// `next.service()` (Next's 404 page for unknown paths), under `NextLayer`.
+pub async fn serve_axum_layer(next: &Next) -> SocketAddr {
+    serve(
+        Router::new()
+            .fallback_service(next.service())
+            .layer(tower_next::NextLayer::new(next.clone())),
+    )
+    .await
 }
 
 /// An HTTP client that shows responses as they are: no redirects followed, no
