@@ -145,11 +145,10 @@ async fn forwarded_headers_are_set_and_bridge_headers_cannot_be_spoofed() {
     next.shutdown().await;
 }
 
-/// Issue 10, item e: a Server Action posted through a reverse proxy with nginx's
-/// default headers (`Host` is the upstream, `X-Forwarded-Host` the public host).
-async fn post_action_through_a_proxy(addr: SocketAddr) -> reqwest::Response {
-    let client = support::client();
-    let html = client
+/// The fixture's greeting form (`/action`) filled with "Bob", as the browser posts it
+/// without JavaScript (with the action's hidden inputs).
+async fn greet_form(addr: SocketAddr) -> reqwest::multipart::Form {
+    let html = support::client()
         .get(format!("http://{addr}/action"))
         .send()
         .await
@@ -161,7 +160,14 @@ async fn post_action_through_a_proxy(addr: SocketAddr) -> reqwest::Response {
     for (name, value) in support::hidden_inputs(&html) {
         form = form.text(name, value);
     }
-    client
+    form
+}
+
+/// Issue 10, item e: a Server Action posted through a reverse proxy with nginx's
+/// default headers (`Host` is the upstream, `X-Forwarded-Host` the public host).
+async fn post_action_through_a_proxy(addr: SocketAddr) -> reqwest::Response {
+    let form = greet_form(addr).await;
+    support::client()
         .post(format!("http://{addr}/action"))
         .header("host", "backend:3000")
         .header("x-forwarded-host", "public.example")
@@ -245,18 +251,7 @@ async fn server_action_and_middleware_work_through_the_layer() {
     let client = support::client();
 
     // A server action posted as the HTML form does without JavaScript.
-    let html = client
-        .get(format!("http://{addr}/action"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut form = reqwest::multipart::Form::new().text("name", "Bob");
-    for (name, value) in support::hidden_inputs(&html) {
-        form = form.text(name, value);
-    }
+    let form = greet_form(addr).await;
     let response = client
         .post(format!("http://{addr}/action"))
         .header("origin", format!("http://{addr}"))
