@@ -1,3 +1,5 @@
+//! The future of [`super::NextMiddleware`]: the inner service's response, or Next's.
+
 use std::{
     future::Future,
     pin::Pin,

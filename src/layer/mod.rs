@@ -15,9 +15,9 @@
 //! ```
 
 mod future;
+mod middleware;
 mod next_layer;
-mod service;
 
 pub use future::ResponseFuture;
+pub use middleware::NextMiddleware;
 pub use next_layer::NextLayer;
-pub use service::NextMiddleware;

@@ -1,3 +1,6 @@
+//! [`NextLayer`]: the tower `Layer`, holding the [`NextService`] whose builder methods it
+//! shares.
+
 use tower_layer::Layer;
 
 use super::NextMiddleware;

@@ -1,4 +1,7 @@
-//! Forwarding a request to a worker over its Unix socket, streaming both ways.
+//! The boundary between a client's request and a worker: header rules on the way in
+//! ([`prepare`]), and on the way out ([`finish`]: hop-by-hop headers, a rendered page's
+//! redirect to itself, the upgrade tunnel). The sending itself, streaming both ways over
+//! the worker's Unix socket, is `runtime`'s client (through the pool).
 
 pub(crate) mod headers;
 mod upgrade;

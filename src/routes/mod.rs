@@ -6,7 +6,6 @@
 //! `useFileSystemPublicRoutes` switch. [`RouteTable::owner`] decides per request, without
 //! touching the disk.
 
-mod build_path;
 mod dev;
 mod locale;
 mod manifest;
@@ -23,7 +22,6 @@ use crate::{
     Error,
     build::{AppInfo, JsRegex, Manifests},
 };
-pub(crate) use build_path::BuildPath;
 use locale::Locales;
 use pattern::PathPattern;
 pub(crate) use target::{Dispatch, Owner, Reach, Target};
@@ -352,7 +350,7 @@ impl RouteTable {
 }
 
 /// `path` without the `prefix` segment(s), or `None` when it is not under them.
-pub(super) fn strip_prefix_segment<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+fn strip_prefix_segment<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     if prefix.is_empty() {
         return Some(path);
     }

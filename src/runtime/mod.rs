@@ -1,5 +1,6 @@
-//! The Node.js side: the embedded bridge script, the supervised worker that runs it, and
-//! the pool of workers that requests are shared among.
+//! The Node.js side: the embedded bridge script and its protocol (`protocol`), the
+//! supervised worker that runs it (`worker`), the HTTP client to it over its Unix socket
+//! (`client`), and the pool of workers that requests are shared among (`pool`).
 //!
 //! The bridge is the custom server of the Next.js docs, listening on a Unix socket in a
 //! private folder. It reports status lines on stdout: first ready (with what Rust needs to

@@ -35,9 +35,8 @@ use super::{
 use crate::{
     Error, NextOptions,
     body::{Body, plain_response},
-    build::AppInfo,
+    build::{AppInfo, BuildPath},
     cache::{Fence, WorkerEvent},
-    routes::BuildPath,
 };
 
 /// How long a worker that refused a connection gets no requests, unless it is restarted

@@ -1,3 +1,6 @@
+//! [`NextMiddleware`]: the service a [`super::NextLayer`] makes, which sends each request
+//! to Next.js or to the service it wraps.
+
 use std::task::{Context, Poll};
 
 use http::{Request, Response};

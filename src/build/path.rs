@@ -1,8 +1,6 @@
 //! Which build a request's path belongs to, by Next's URL scheme: after a reload, requests
 //! of pages loaded before it go to the previous build's workers.
 
-use super::strip_prefix_segment;
-
 /// A request path that names what one build has: its `/_next/data` routes (by build id) or
 /// a file of its `/_next/static` folder. After a reload, such requests of pages loaded
 /// before it go to the previous build's workers.
@@ -17,7 +15,11 @@ pub(crate) enum BuildPath<'a> {
 impl<'a> BuildPath<'a> {
     /// What `path` names, under `base_path`.
     pub(crate) fn of(path: &'a str, base_path: &str) -> Option<BuildPath<'a>> {
-        let rest = strip_prefix_segment(path, base_path.trim_end_matches('/'))?;
+        let base_path = base_path.trim_end_matches('/');
+        let rest = match path.strip_prefix(base_path)? {
+            rest if base_path.is_empty() || rest.starts_with('/') => rest,
+            _ => return None,
+        };
         if let Some(data) = rest.strip_prefix("/_next/data/") {
             let build_id = data.split('/').next()?;
             return Some(BuildPath::Data { build_id });
