@@ -246,10 +246,19 @@ fn next_lookup<'a, T>(files: &'a HashMap<String, T>, raw: &str) -> Option<&'a T>
     if let Some(file) = files.get(raw) {
         return Some(file);
     }
-    if let Some(decoded) = decode_uri_component(raw)
+    // Most paths are plain: decoding or encoding them gives them back, so nothing is
+    // allocated for them (every page request looks for a file first).
+    if raw.contains('%')
+        && let Some(decoded) = decode_uri_component(raw)
         && let Some(file) = files.get(decoded.as_str())
     {
         return Some(file);
+    }
+    let plain = raw
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()/".contains(&b));
+    if plain {
+        return None;
     }
     files.get(encode_uri_path(raw).as_str())
 }
