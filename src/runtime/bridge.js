@@ -357,7 +357,8 @@ async function main() {
   }
 
   // useFileSystemPublicRoutes is enforced by the Rust layer. Next itself keeps it on, since
-  // with it off Next 15 refuses app.render() as well (DESIGN.md §3).
+  // with it off Next 15 refuses app.render() as well (every page and API route, and
+  // app.render, answer 404 then).
   config.useFileSystemPublicRoutes = true;
   // A pool of workers shares one cache: the build folder, through the embedded cache
   // handler (see cache-handler.js). An app with its own cacheHandler keeps it: making it

@@ -13,7 +13,7 @@
 // - an entry's cache lifetime (revalidate/expire), which Next keeps in memory only, is
 //   written next to it, so a worker that reads a page another worker rendered on demand
 //   gives it the same lifetime (and Cache-Control) instead of treating it as stale.
-// It is the seam where a shared store (Redis, …) can later take over (DESIGN.md §6).
+// It is the seam where a shared store (Redis, …) can later take over (the README's "The worker pool" says what it shares and its known gaps).
 
 const fs = require('fs');
 const path = require('path');
