@@ -27,15 +27,22 @@ pub(super) fn load(
     build: &Manifests,
     config: &ResolvedConfig,
 ) -> Result<(), Error> {
-    let routes = &build.routes;
-    let compile = |file: &str, source: &str, flags: &str| {
-        JsRegex::with_flags(source, flags).map_err(|detail| Error::Manifest {
-            path: build.path(file),
-            detail,
-            source: None,
-        })
-    };
+    load_pages(table, build)?;
+    load_rules(table, build, config)
+}
 
+/// A manifest regex compiled, or the manifest `file` named in the error.
+fn compile(build: &Manifests, file: &str, source: &str, flags: &str) -> Result<JsRegex, Error> {
+    JsRegex::with_flags(source, flags).map_err(|detail| Error::Manifest {
+        path: build.path(file),
+        detail,
+        source: None,
+    })
+}
+
+/// The filename routes of both routers: exact pages and dynamic patterns.
+fn load_pages(table: &mut RouteTable, build: &Manifests) -> Result<(), Error> {
+    let routes = &build.routes;
     // App Router routes are kept apart: with i18n, Next serves them under no locale but
     // the default one (resolve-routes.js, filesystem.js).
     let app: HashSet<String> = build.app_paths.values().cloned().collect();
@@ -55,7 +62,7 @@ pub(super) fn load(
     for route in &routes.dynamic_routes {
         exact.remove(&route.page);
         let pattern = DynamicRoute {
-            regex: compile(RoutesManifest::FILE, &route.regex, "")?,
+            regex: compile(build, RoutesManifest::FILE, &route.regex, "")?,
             page: route.page.clone(),
         };
         if app.contains(&route.page) {
@@ -68,15 +75,26 @@ pub(super) fn load(
     let (app_pages, pages) = exact.into_iter().partition(|page| app.contains(page));
     table.app_pages = app_pages;
     table.pages = pages;
+    Ok(())
+}
 
+/// next.config redirects and rewrites, and the middleware (Next 16: proxy) matchers.
+fn load_rules(
+    table: &mut RouteTable,
+    build: &Manifests,
+    config: &ResolvedConfig,
+) -> Result<(), Error> {
+    let routes = &build.routes;
     for rule in routes.redirects.iter().chain(routes.rewrites.iter()) {
         // Next's own trailing-slash redirect matches nearly every path; it is not a route.
         if !rule.internal {
-            table.rules.push(compile(
+            let regex = compile(
+                build,
                 RoutesManifest::FILE,
                 &rule.regex,
                 config.rule_flags(),
-            )?);
+            )?;
+            table.rules.push(regex);
         }
     }
     let edge = build
@@ -92,7 +110,9 @@ pub(super) fn load(
         .map(|(_, entry)| (FunctionsConfigManifest::FILE, entry));
     for (file, entry) in edge.chain(node) {
         for matcher in &entry.matchers {
-            table.middleware.push(compile(file, &matcher.regexp, "")?);
+            table
+                .middleware
+                .push(compile(build, file, &matcher.regexp, "")?);
         }
     }
     Ok(())
