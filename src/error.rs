@@ -68,8 +68,13 @@ pub enum Error {
     /// [`crate::Next::reload`] in development mode, where Next.js recompiles changed files
     /// itself (and two dev servers would write into the same `.next`).
     ReloadInDev,
-    /// An operating-system error while setting up the worker.
-    Io(io::Error),
+    /// An operating-system error while setting up the workers.
+    Io {
+        /// The file or program involved.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for Error {
@@ -117,7 +122,11 @@ impl fmt::Display for Error {
                 "reload() serves a new production build; in development mode Next.js \
                  recompiles changed files itself"
             ),
-            Error::Io(err) => write!(f, "could not set up the Next.js worker: {err}"),
+            Error::Io { path, source } => write!(
+                f,
+                "could not set up the Next.js workers ({}): {source}",
+                path.display()
+            ),
         }
     }
 }
@@ -134,7 +143,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::ProjectDir { source, .. } => Some(source),
-            Error::Io(err) => Some(err),
+            Error::Io { source, .. } => Some(source),
             Error::Manifest {
                 source: Some(source),
                 ..
@@ -144,8 +153,10 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<io::Error> for Error {
-    fn from(err: io::Error) -> Self {
-        Error::Io(err)
+impl Error {
+    /// An [`Error::Io`] about `path`, for `map_err`.
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
     }
 }

@@ -76,7 +76,8 @@ impl Next {
         let private_dir = tempfile::Builder::new()
             .prefix("tower-next-")
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .tempdir()?;
+            .tempdir()
+            .map_err(Error::io(std::env::temp_dir()))?;
         let dev = options.dev;
         let dev_watch = if dev {
             match DevWatch::start(&dir) {

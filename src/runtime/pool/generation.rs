@@ -133,14 +133,15 @@ impl Blueprint {
         // Several workers share Next's cache through the build folder (README: the pool).
         let tags_log = (count > 1).then(|| self.private_dir.join(format!("tags-{id}.log")));
         if let Some(log) = &tags_log {
-            std::fs::write(log, "")?;
+            std::fs::write(log, "").map_err(Error::io(log))?;
         }
         // A worker may answer from what another wrote: responses wait for the events noted
         // in the journal (see `cache::Fence`).
         let journal = (count > 1 && self.options.native_pages())
             .then(|| self.private_dir.join(format!("journal-{id}.log")));
         let (applied, applied_rx): (Vec<_>, Vec<_>) = (0..count).map(|_| watch::channel(0)).unzip();
-        let fence = Arc::new(Fence::create(applied_rx, journal)?);
+        let journal_path = journal.clone().unwrap_or_default();
+        let fence = Arc::new(Fence::create(applied_rx, journal).map_err(Error::io(journal_path))?);
         let mut bridge_extra = serde_json::json!({});
         if let Some(log) = &tags_log {
             bridge_extra["sharedCache"] =

@@ -189,8 +189,12 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
         // Written once: workers starting side by side must not read a half-written file.
         let script = private_dir.join("bridge.cjs");
         let cache_handler = private_dir.join("cache-handler.cjs");
-        tokio::fs::write(&script, BRIDGE_SCRIPT).await?;
-        tokio::fs::write(&cache_handler, CACHE_HANDLER_SCRIPT).await?;
+        tokio::fs::write(&script, BRIDGE_SCRIPT)
+            .await
+            .map_err(Error::io(&script))?;
+        tokio::fs::write(&cache_handler, CACHE_HANDLER_SCRIPT)
+            .await
+            .map_err(Error::io(&cache_handler))?;
         let room = Arc::new(Notify::new());
         let blueprint = Blueprint {
             options: options.clone(),

@@ -308,7 +308,7 @@ impl Launch {
                     program: self.options.node_binary.clone(),
                 }
             } else {
-                Error::Io(err)
+                Error::io(&self.options.node_binary)(err)
             }
         })?;
 
