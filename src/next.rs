@@ -98,13 +98,7 @@ impl Next {
             move |dir, info| App::load(dir, info, &app_options),
         )
         .await?;
-        let generation = pool.current();
-        cache::keep_current(
-            generation.take_events(),
-            generation.app.assets.clone(),
-            generation.fence().clone(),
-        );
-        drop(generation);
+        keep_native_answers_current(&pool.current());
         let (dev_watcher, changes) = dev_watch.unzip();
         let shared = Arc::new(Shared {
             options,
@@ -226,12 +220,7 @@ impl Next {
             .pool
             .reload(dir, |dir, info| App::load(dir, info, options))
             .await?;
-        let generation = self.shared.pool.current();
-        cache::keep_current(
-            generation.take_events(),
-            generation.app.assets.clone(),
-            generation.fence().clone(),
-        );
+        keep_native_answers_current(&self.shared.pool.current());
         Ok(())
     }
 
@@ -374,6 +363,15 @@ impl Next {
             Err(reason) => plain_response(StatusCode::BAD_REQUEST, reason),
         }
     }
+}
+
+/// Applies the cache events of a generation's workers to its native answers.
+fn keep_native_answers_current(generation: &Generation<App>) {
+    cache::keep_current(
+        generation.take_events(),
+        generation.app.assets.clone(),
+        generation.fence().clone(),
+    );
 }
 
 /// Replaces the path and query of a request, keeping scheme and authority.
