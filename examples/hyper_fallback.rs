@@ -31,19 +31,9 @@ async fn main() -> std::io::Result<()> {
     tokio::pin!(signal);
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // E.g. out of file descriptors: back off instead of spinning.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            accepted = common::accept(&listener) => accepted,
             _ = &mut signal => break,
         };
-        // As Node's HTTP server does: small answers leave at once.
-        let _ = stream.set_nodelay(true);
         let service = service_fn({
             let handler = handler.clone();
             move |request| route(handler.clone(), peer, request)

@@ -34,7 +34,8 @@ struct Shared {
     /// Dev only: keeps the route folders watched while the app lives (new ones are
     /// added as they appear).
     dev_watch: Option<Mutex<DevWatch>>,
-    /// Set by `begin_shutdown`: readiness is false from then on.
+    /// Set by `begin_shutdown`: readiness is false from then on (after `shutdown`, the
+    /// pool's own closing says so).
     stopping: std::sync::atomic::AtomicBool,
     // Last: removed after the workers have been told to stop.
     private_dir: Mutex<Option<tempfile::TempDir>>,
@@ -171,9 +172,6 @@ impl Next {
     /// grace period of 5 s, SIGKILL; sockets and temporary files are removed. Calling it
     /// again waits for the first call to finish.
     pub async fn shutdown(&self) {
-        self.shared
-            .stopping
-            .store(true, std::sync::atomic::Ordering::Release);
         if let Some(assets) = &self.shared.pool.current().app.assets {
             assets.stop();
         }

@@ -55,10 +55,29 @@ pub fn http_builder() -> hyper_util::server::conn::auto::Builder<hyper_util::rt:
     builder
 }
 
+/// The next connection, with `TCP_NODELAY` as Node's HTTP server sets it (otherwise
+/// Nagle's algorithm can hold a small answer back for tens of ms). A failed accept (e.g.
+/// out of file descriptors) is logged and retried after a pause instead of spinning.
+pub async fn accept(
+    listener: &tokio::net::TcpListener,
+) -> (tokio::net::TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, peer);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// Serves `app` on [`address`] until Ctrl-C or SIGTERM ([`shutdown_signal`]), then waits
-/// (up to 10 s) for open connections and stops Next.js. Each connection gets
-/// `TCP_NODELAY`, as Node's HTTP server sets it (otherwise Nagle's algorithm can hold a
-/// small answer back for tens of ms), and the client address as axum's `ConnectInfo`.
+/// (up to 10 s) for open connections and stops Next.js. Each connection ([`accept`]) gets
+/// the client address as axum's `ConnectInfo`.
 pub async fn serve(app: axum::Router, next: Next) -> std::io::Result<()> {
     use tower::ServiceExt;
     let listener = tokio::net::TcpListener::bind(address()).await?;
@@ -69,18 +88,9 @@ pub async fn serve(app: axum::Router, next: Next) -> std::io::Result<()> {
     tokio::pin!(signal);
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // E.g. out of file descriptors: back off instead of spinning.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener) => accepted,
             _ = &mut signal => break,
         };
-        let _ = stream.set_nodelay(true);
         let app =
             app.clone()
                 .map_request(move |mut request: http::Request<hyper::body::Incoming>| {
