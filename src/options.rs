@@ -39,6 +39,7 @@ pub struct NextOptions {
     pub(crate) reload_grace: Duration,
     pub(crate) serve_natively: bool,
     pub(crate) mark_native: bool,
+    pub(crate) cache_size: u64,
 }
 
 impl NextOptions {
@@ -68,7 +69,18 @@ impl NextOptions {
             reload_grace: Duration::from_secs(60),
             serve_natively: true,
             mark_native: false,
+            cache_size: 50 * 1024 * 1024,
         }
+    }
+
+    /// The most memory, in bytes, the host's cache of Next's entries may take: pages,
+    /// route handlers, `fetch` results and `'use cache'` values, which every worker reads
+    /// and writes (README: the cache). Least recently used entries go first, and one entry
+    /// may take at most an eighth of it. Default: 50 MiB, Next's own `cacheMaxMemorySize`
+    /// default for one `next start` process.
+    pub fn cache_size(mut self, bytes: u64) -> Self {
+        self.cache_size = bytes;
+        self
     }
 
     /// Development mode (`next dev`): pages compile on demand. Default: `false`, which serves

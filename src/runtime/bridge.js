@@ -110,6 +110,34 @@ module.exports = class TowerNextCacheHandler extends Handler {
 `;
 }
 
+// Puts the host's cache in use: the incremental handler unless next.config names one, and
+// the 'use cache' handlers unless one is registered already (next.config's cacheHandlers
+// are set by Next after this, over these).
+function installHostCache(config, namespace) {
+  let hostCache;
+  try {
+    // Entries of one build never meet another build's.
+    process.env.TOWER_NEXT_CACHE_NAMESPACE = namespace;
+    hostCache = require(options.hostCache.handler);
+  } catch (err) {
+    console.error(
+      'tower-next: the host cache handler does not load with this Next.js version; ' +
+        'each worker keeps its own cache, so revalidations reach one worker only:',
+      err,
+    );
+    return;
+  }
+  if (!config.cacheHandler) config.cacheHandler = options.hostCache.handler;
+  const registered = globalThis[NEXT_CACHE_HANDLERS];
+  if (hostCache.useCache && !(registered && registered.DefaultCache)) {
+    globalThis[NEXT_CACHE_HANDLERS] = {
+      ...(registered || {}),
+      DefaultCache: hostCache.useCache,
+      RemoteCache: (registered && registered.RemoteCache) || hostCache.useCache,
+    };
+  }
+}
+
 // Installs the reporting handler. Returns whether the worker reports cache events (never
 // in dev mode, nor when the host does not answer natively).
 function installCacheEvents(config, nextDir) {
@@ -360,23 +388,11 @@ async function main() {
   // with it off Next 15 refuses app.render() as well (every page and API route, and
   // app.render, answer 404 then).
   config.useFileSystemPublicRoutes = true;
-  // A pool of workers shares one cache: the build folder, through the embedded cache
-  // handler (see cache-handler.js). An app with its own cacheHandler keeps it: making it
-  // shared is that handler's job.
+  // Every worker answers from one cache, kept by the host (see host-cache.js): Next's
+  // incremental cache and, on Next 16, its 'use cache' handlers. An app with its own
+  // cacheHandler or cacheHandlers keeps them: making them shared is their job.
   const cacheHandlerBefore = config.cacheHandler;
-  if (options.sharedCache && !config.cacheHandler) {
-    try {
-      require(options.sharedCache.handler);
-      config.cacheHandler = options.sharedCache.handler;
-      config.cacheMaxMemorySize = 0;
-    } catch (err) {
-      console.error(
-        'tower-next: the shared cache handler does not load with this Next.js version; ' +
-          'each worker keeps its own cache, so revalidations reach one worker only:',
-        err,
-      );
-    }
-  }
+  if (options.hostCache) installHostCache(config, config.deploymentId || buildId);
   // Native responses need to know of every change to Next's response cache: a subclass
   // of the configured handler (the shared one above, the app's own, or Next's) reports it.
   const cacheEvents = installCacheEvents(config, nextDir);

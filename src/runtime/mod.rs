@@ -25,8 +25,9 @@ pub use pool::{PoolStatus, WorkerHealth, WorkerStatus};
 /// The bridge script, written into the pool's private folder at start.
 pub(crate) const BRIDGE_SCRIPT: &str = include_str!("bridge.js");
 
-/// Next's file-system cache, shared by the workers of a pool; see the script's comments.
-pub(crate) const CACHE_HANDLER_SCRIPT: &str = include_str!("cache-handler.js");
+/// Next's cache handlers backed by the host's cache (`crate::cache`); see the script's
+/// comments.
+pub(crate) const HOST_CACHE_SCRIPT: &str = include_str!("host-cache.js");
 
 /// The prefix of the bridge's status line on stdout.
 const STATUS_MARK: &str = "@@tower-next@@ ";

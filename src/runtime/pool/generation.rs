@@ -99,7 +99,6 @@ impl<A> Generation<A> {
             dir: self.dir,
             id: self.id,
             slots: self.slots,
-            tags_log: self.tags_log,
             fence: self.fence,
         })
     }
@@ -130,11 +129,6 @@ impl Blueprint {
     /// Starts the workers of a generation side by side; all must become ready.
     pub(super) async fn launch(&self, dir: &Path, id: u64) -> Result<Generation<()>, Error> {
         let count = self.options.worker_count();
-        // Several workers share Next's cache through the build folder (README: the pool).
-        let tags_log = (count > 1).then(|| self.private_dir.join(format!("tags-{id}.log")));
-        if let Some(log) = &tags_log {
-            std::fs::write(log, "").map_err(Error::io(log))?;
-        }
         // A worker may answer from what another wrote: responses wait for the events noted
         // in the journal (see `cache::Fence`).
         let journal = (count > 1 && self.options.native_pages())
@@ -143,9 +137,9 @@ impl Blueprint {
         let journal_path = journal.clone().unwrap_or_default();
         let fence = Arc::new(Fence::create(applied_rx, journal).map_err(Error::io(journal_path))?);
         let mut bridge_extra = serde_json::json!({});
-        if let Some(log) = &tags_log {
-            bridge_extra["sharedCache"] =
-                serde_json::json!({ "handler": self.cache_handler, "tagsLog": log });
+        // Every worker answers from the host's cache (README: the cache).
+        if let Some((_, handler)) = &self.cache {
+            bridge_extra["hostCache"] = handler.clone();
         }
         if let Some(journal) = fence.journal() {
             bridge_extra["journal"] = serde_json::json!(journal.path());
@@ -171,7 +165,6 @@ impl Blueprint {
             dir: dir.to_owned(),
             id,
             slots,
-            tags_log,
             fence,
         })
     }
@@ -308,8 +301,5 @@ async fn drain<A>(generations: &[Arc<Generation<A>>], limit: Duration) {
 /// Stops every worker of a generation and removes its files.
 async fn stop<A>(generation: &Generation<A>) {
     futures::future::join_all(generation.slots.iter().map(|slot| slot.worker.stop())).await;
-    if let Some(log) = &generation.tags_log {
-        let _ = std::fs::remove_file(log);
-    }
     generation.fence.remove_files();
 }

@@ -28,7 +28,7 @@ mod status;
 pub use status::{PoolStatus, WorkerHealth, WorkerStatus};
 
 use super::{
-    BRIDGE_SCRIPT, CACHE_HANDLER_SCRIPT,
+    BRIDGE_SCRIPT, HOST_CACHE_SCRIPT,
     client::{Sent, WorkerClient},
     worker::{CrashReport, Worker, WorkerState},
 };
@@ -36,7 +36,7 @@ use crate::{
     Error, NextOptions,
     body::{Body, plain_response},
     build::{AppInfo, BuildPath},
-    cache::{Fence, WorkerEvent},
+    cache::{Cache, Fence, WorkerEvent},
 };
 
 /// How long a worker that refused a connection gets no requests, unless it is restarted
@@ -97,7 +97,8 @@ struct Blueprint {
     options: NextOptions,
     private_dir: PathBuf,
     script: PathBuf,
-    cache_handler: PathBuf,
+    /// The host's cache and the handler script that uses it (none in dev mode).
+    cache: Option<(Arc<Cache>, serde_json::Value)>,
     room: Arc<Notify>,
     crash_report: Arc<CrashReport>,
 }
@@ -109,7 +110,6 @@ pub(crate) struct Generation<A> {
     pub(crate) dir: PathBuf,
     id: u64,
     slots: Vec<Arc<Slot>>,
-    tags_log: Option<PathBuf>,
     /// Where responses wait for the cache events they may show.
     fence: Arc<Fence>,
 }
@@ -188,19 +188,29 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
     ) -> Result<WorkerPool<A>, Error> {
         // Written once: workers starting side by side must not read a half-written file.
         let script = private_dir.join("bridge.cjs");
-        let cache_handler = private_dir.join("cache-handler.cjs");
         tokio::fs::write(&script, BRIDGE_SCRIPT)
             .await
             .map_err(Error::io(&script))?;
-        tokio::fs::write(&cache_handler, CACHE_HANDLER_SCRIPT)
-            .await
-            .map_err(Error::io(&cache_handler))?;
+        let cache = if options.dev {
+            None
+        } else {
+            let handler = private_dir.join("host-cache.cjs");
+            tokio::fs::write(&handler, HOST_CACHE_SCRIPT)
+                .await
+                .map_err(Error::io(&handler))?;
+            let socket = private_dir.join("cache.sock");
+            let cache = Cache::start(options.cache_size, &socket)?;
+            Some((
+                cache,
+                serde_json::json!({ "handler": handler, "socket": socket }),
+            ))
+        };
         let room = Arc::new(Notify::new());
         let blueprint = Blueprint {
             options: options.clone(),
             private_dir,
             script,
-            cache_handler,
+            cache,
             room: room.clone(),
             crash_report: Arc::default(),
         };
@@ -253,7 +263,6 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
             dir: current.dir.clone(),
             id: current.id,
             slots: current.slots.clone(),
-            tags_log: current.tags_log.clone(),
             fence: current.fence.clone(),
         };
         self.shared.current.store(Arc::new(next));

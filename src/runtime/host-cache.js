@@ -1,0 +1,303 @@
+'use strict';
+// tower-next host cache: Next's cache handlers, with their entries kept by the Rust host
+// (over a Unix socket), so that every worker of the pool, and every host sharing a store,
+// answers from one cache, as one `next start` process answers from its memory.
+// - The incremental cache (`cacheHandler`: pages, route handlers, fetch, ISR) is Next's own
+//   file-system cache, whose in-memory layer is replaced by the host: an entry a worker
+//   wrote is read by every worker, with Next's own checks (tags, lifetimes) on top. The
+//   build's prerendered files are still read from disk when the host has no entry.
+// - Next 16's `'use cache'` handlers (`DefaultCache`, `RemoteCache`) follow the built-in
+//   in-memory handler's rules, with the entries in the host.
+// - Revalidated tags are recorded in Next's tags manifest (a per-process map) and sent to
+//   the host before the call returns; every reply of the host says how many tag changes
+//   it has seen, and a worker that is behind catches up before it answers from the cache.
+// The module exports the incremental handler class, with the `'use cache'` handler as
+// `useCache` (undefined before Next 16).
+
+const http = require('http');
+const path = require('path');
+const v8 = require('v8');
+
+const options = JSON.parse(process.env.TOWER_NEXT_OPTIONS || '{}');
+const { socket } = options.hostCache;
+const namespace = process.env.TOWER_NEXT_CACHE_NAMESPACE;
+const nextDir = path.dirname(require.resolve('next/package.json', { paths: [options.dir] }));
+const cacheDir = path.join(nextDir, 'dist/server/lib/incremental-cache');
+const FileSystemCache = require(path.join(cacheDir, 'file-system-cache')).default;
+const tags = require(path.join(cacheDir, 'tags-manifest.external'));
+const { SharedCacheControls } = require(path.join(cacheDir, 'shared-cache-controls.external'));
+const { tagsManifest } = tags;
+// Response entries (pages, route handlers) live under this key prefix (Next 15.5 and 16).
+const RESPONSE_KEY = '/route-cache/';
+// Raised when the stored format changes: entries of another format are never read.
+const FORMAT = 'v1';
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+const base = `/${FORMAT}/${encodeURIComponent(namespace)}`;
+
+// One request to the host. Resolves to { status, seq, body }.
+function call(method, route, body, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      { socketPath: socket, agent, method, path: base + route, headers },
+      (response) => {
+        const chunks = [];
+        response.on('data', (chunk) => chunks.push(chunk));
+        response.on('end', () =>
+          resolve({
+            status: response.statusCode,
+            seq: Number(response.headers['x-tower-next-tags-seq'] || 0),
+            body: Buffer.concat(chunks),
+          }),
+        );
+        response.on('error', reject);
+      },
+    );
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+function entryRoute(kind, key) {
+  return `/entry/${kind}/${encodeURIComponent(key)}`;
+}
+
+// The entry stored under `key`, decoded, or undefined. A store that cannot be reached,
+// or an entry that does not decode, is a miss: Next renders again.
+async function readEntry(kind, key) {
+  let reply;
+  try {
+    reply = await call('GET', entryRoute(kind, key));
+  } catch (err) {
+    console.error(`tower-next host cache: reading ${key} failed:`, err.message);
+    return undefined;
+  }
+  await catchUp(reply.seq);
+  if (reply.status !== 200) return undefined;
+  try {
+    const entry = v8.deserialize(reply.body);
+    if (entry && typeof entry === 'object' && 'value' in entry) return entry;
+  } catch {}
+  console.error(`tower-next host cache: the entry for ${key} does not decode; ignored`);
+  return undefined;
+}
+
+// Stores an entry; `ttl` (seconds) bounds how long a shared store keeps it.
+async function writeEntry(kind, key, entry, ttl) {
+  const headers = {};
+  if (typeof ttl === 'number' && ttl > 0 && Number.isFinite(ttl)) {
+    headers['x-tower-next-ttl'] = String(Math.ceil(ttl));
+  }
+  try {
+    const reply = await call('PUT', entryRoute(kind, key), v8.serialize(entry), headers);
+    if (reply.status >= 300) {
+      console.error(`tower-next host cache: ${key} not stored: ${reply.body.toString('utf8').trim()}`);
+    }
+  } catch (err) {
+    console.error(`tower-next host cache: storing ${key} failed:`, err.message);
+  }
+}
+
+// How many tag changes this worker has applied, and the catch-up under way.
+let seenTags = 0;
+let catchingUp = null;
+
+// Applies the tag changes the host has seen since this worker last asked, when the host
+// says there are some.
+async function catchUp(seq) {
+  while (seq > seenTags) {
+    if (!catchingUp) {
+      catchingUp = call('GET', `/tags?since=${seenTags}`)
+        .then((reply) => {
+          if (reply.status !== 200) return;
+          const changes = JSON.parse(reply.body.toString('utf8'));
+          applyTags(changes.tags);
+          seenTags = Math.max(seenTags, changes.seq);
+        })
+        .catch((err) => console.error('tower-next host cache: tags not read:', err.message))
+        .finally(() => {
+          catchingUp = null;
+        });
+    }
+    const before = seenTags;
+    await catchingUp;
+    if (seenTags === before) return;
+  }
+}
+
+// A tag's entry as some worker's Next recorded it: a time in Next 15, an object of times
+// (`stale`, `expired`) in Next 16. Times only move forward, in whatever order they arrive.
+function applyTags(entries) {
+  for (const [tag, entry] of entries) {
+    const known = tagsManifest.get(tag);
+    if (typeof entry === 'number') {
+      tagsManifest.set(tag, Math.max(typeof known === 'number' ? known : 0, entry));
+    } else if (entry && typeof entry === 'object') {
+      const merged = { ...(known && typeof known === 'object' ? known : {}) };
+      for (const [field, time] of Object.entries(entry)) {
+        if (typeof time === 'number') merged[field] = Math.max(merged[field] ?? 0, time);
+      }
+      tagsManifest.set(tag, merged);
+    }
+  }
+}
+
+// Sends what this worker's Next recorded for `revalidated` tags to the host, which has
+// them before the request that revalidated answers. `at` stands for a tag Next 15 kept
+// at an earlier time (its file-system cache keeps a tag's first time).
+async function publishTags(revalidated, at) {
+  if (revalidated.length === 0) return;
+  const entries = revalidated.map((tag) => {
+    const entry = tagsManifest.get(tag);
+    return [tag, typeof entry === 'object' && entry !== null ? entry : at];
+  });
+  applyTags(entries);
+  try {
+    const reply = await call('POST', '/tags', JSON.stringify(entries), {
+      'content-type': 'application/json',
+    });
+    if (reply.status !== 200) throw new Error(reply.body.toString('utf8').trim());
+  } catch (err) {
+    console.error('tower-next host cache: revalidated tags not recorded:', err.message);
+  }
+}
+
+// Next's file-system cache reads its in-memory layer synchronously, first thing in `get`:
+// this stand-in hands it the entry the host returned for that one call.
+const handoff = {
+  entry: undefined,
+  get(key) {
+    return this.entry && this.entry[0] === key ? this.entry[1] : undefined;
+  },
+  set() {},
+  has(key) {
+    return this.get(key) !== undefined;
+  },
+  delete() {},
+  remove() {},
+};
+
+class TowerNextHostCache extends FileSystemCache {
+  constructor(ctx) {
+    super({ ...ctx, maxMemoryCacheSize: 0 });
+    FileSystemCache.memoryCache = handoff;
+  }
+
+  async get(key, ctx) {
+    const hosted = await readEntry('incremental', key);
+    // Next keeps an entry's lifetime in memory (set with the entry): a worker that reads
+    // an entry another one wrote gives it the same lifetime, and Cache-Control.
+    if (hosted && hosted.cacheControl && key.startsWith(RESPONSE_KEY)) {
+      if (!SharedCacheControls.cacheControls.has(key)) {
+        SharedCacheControls.cacheControls.set(key, hosted.cacheControl);
+      }
+    }
+    handoff.entry = hosted ? [key, hosted] : undefined;
+    try {
+      return super.get(key, ctx);
+    } finally {
+      handoff.entry = undefined;
+    }
+  }
+
+  // Kept by the host only: nothing is written to the build folder. `null` (a page's
+  // `notFound`) is an entry too, as in Next's memory.
+  async set(key, data, ctx) {
+    const cacheControl = ctx && !ctx.fetchCache ? ctx.cacheControl : undefined;
+    const lifetime = cacheControl || (ctx && typeof ctx.revalidate === 'number' ? ctx.revalidate : undefined);
+    const ttl = cacheControl && typeof cacheControl.expire === 'number' ? cacheControl.expire : undefined;
+    await writeEntry('incremental', key, { value: data, lastModified: Date.now(), cacheControl }, ttl ?? lifetimeSeconds(lifetime));
+  }
+
+  async revalidateTag(...args) {
+    const revalidated = [].concat(args[0] || []).filter((tag) => typeof tag === 'string');
+    const at = Date.now();
+    const result = await super.revalidateTag(...args);
+    await publishTags(revalidated, at);
+    return result;
+  }
+}
+
+function lifetimeSeconds(lifetime) {
+  if (typeof lifetime === 'number') return lifetime;
+  if (lifetime && typeof lifetime.revalidate === 'number') return lifetime.revalidate;
+  return undefined;
+}
+
+// Next 16's `'use cache'` handler interface, with the built-in handler's rules (entries
+// past `revalidate` are misses, tag checks against the tags manifest), entries kept by
+// the host. Next 15 has another interface: its own handler stays.
+function createUseCacheHandler() {
+  if (typeof tags.areTagsExpired !== 'function') return undefined;
+  const { streamFromBuffer, streamToBuffer } = require(path.join(nextDir, 'dist/server/stream-utils/node-web-streams-helper'));
+  // Sets under way in this worker: a get of the same key waits for them.
+  const pendingSets = new Map();
+  const now = () => performance.timeOrigin + performance.now();
+  return {
+    async get(cacheKey) {
+      const pending = pendingSets.get(cacheKey);
+      if (pending) await pending;
+      const hosted = await readEntry('use-cache', cacheKey);
+      if (!hosted) return undefined;
+      const { value, ...entry } = hosted;
+      if (entry.expire < 0 || now() > entry.timestamp + entry.revalidate * 1000) return undefined;
+      if (tags.areTagsExpired(entry.tags, entry.timestamp)) return undefined;
+      const revalidate = tags.areTagsStale(entry.tags, entry.timestamp) ? -1 : entry.revalidate;
+      return { ...entry, revalidate, value: streamFromBuffer(value) };
+    },
+    async set(cacheKey, pendingEntry) {
+      let done;
+      pendingSets.set(cacheKey, new Promise((resolve) => (done = resolve)));
+      try {
+        const entry = await pendingEntry;
+        // An `expire: 0` entry is dynamic: Next regenerates it on every read.
+        if (entry.expire === 0) return;
+        const value = await streamToBuffer(entry.value);
+        const { value: _, ...metadata } = entry;
+        await writeEntry('use-cache', cacheKey, { ...metadata, value }, entry.expire);
+      } catch (err) {
+        console.error('tower-next host cache: a use-cache entry was not stored:', err && err.message);
+      } finally {
+        pendingSets.delete(cacheKey);
+        done();
+      }
+    },
+    async refreshTags() {
+      try {
+        const reply = await call('GET', `/tags?since=${seenTags}`);
+        if (reply.status === 200) {
+          const changes = JSON.parse(reply.body.toString('utf8'));
+          applyTags(changes.tags);
+          seenTags = Math.max(seenTags, changes.seq);
+        }
+      } catch (err) {
+        console.error('tower-next host cache: tags not read:', err.message);
+      }
+    },
+    async getExpiration(revalidated) {
+      let expiration = 0;
+      for (const tag of revalidated) {
+        const entry = tagsManifest.get(tag);
+        if (entry && entry.expired) expiration = Math.max(expiration, entry.expired);
+      }
+      return expiration;
+    },
+    async updateTags(revalidated, durations) {
+      const at = Math.round(now());
+      for (const tag of revalidated) {
+        const known = tagsManifest.get(tag) || {};
+        if (durations) {
+          const updated = { ...known, stale: at };
+          if (durations.expire !== undefined) updated.expired = at + durations.expire * 1000;
+          tagsManifest.set(tag, updated);
+        } else {
+          tagsManifest.set(tag, { ...known, expired: at });
+        }
+      }
+      await publishTags(revalidated, at);
+    },
+  };
+}
+
+module.exports = TowerNextHostCache;
+module.exports.useCache = createUseCacheHandler();
