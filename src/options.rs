@@ -40,6 +40,7 @@ pub struct NextOptions {
     pub(crate) serve_natively: bool,
     pub(crate) mark_native: bool,
     pub(crate) cache_size: u64,
+    pub(crate) shared_cache: Option<String>,
 }
 
 impl NextOptions {
@@ -70,6 +71,7 @@ impl NextOptions {
             serve_natively: true,
             mark_native: false,
             cache_size: 50 * 1024 * 1024,
+            shared_cache: None,
         }
     }
 
@@ -80,6 +82,18 @@ impl NextOptions {
     /// default for one `next start` process.
     pub fn cache_size(mut self, bytes: u64) -> Self {
         self.cache_size = bytes;
+        self
+    }
+
+    /// Shares the cache with every host serving the same build through a Redis or Valkey
+    /// store at `url` (`redis://host:port/db`; README: several hosts): entries are written
+    /// through, and a revalidation on one host reaches every host's cache and native
+    /// answers. Keys are scoped by the build id. Hosts keep serving from their own cache
+    /// while the store is unreachable, and resync when it is back. Default: none, the
+    /// cache is this host's. Checked by [`crate::Next::prepare`], which fails with
+    /// [`crate::Error::InvalidOptions`] for a URL that is not Redis's.
+    pub fn shared_cache(mut self, url: impl Into<String>) -> Self {
+        self.shared_cache = Some(url.into());
         self
     }
 
@@ -261,6 +275,9 @@ impl NextOptions {
         }
         if self.max_in_flight == 0 {
             return Err("max_in_flight(0): a worker must take at least one request".into());
+        }
+        if let Some(url) = &self.shared_cache {
+            crate::cache::check_store_url(url)?;
         }
         Ok(())
     }

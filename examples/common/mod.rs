@@ -124,6 +124,8 @@ pub async fn serve(app: axum::Router, next: Next) -> std::io::Result<()> {
 /// The app in `$NEXT_DIR` (default: the app bundled with this repo), production when
 /// `NODE_ENV=production`, with `$WORKERS` Node.js workers (default: one per core).
 /// `TOWER_NEXT_NATIVE=off` sends every request to Node.js (for comparisons).
+/// `TOWER_NEXT_SHARED_CACHE=redis://host:port` shares the cache with every host serving
+/// the same build.
 pub fn options() -> NextOptions {
     let dev = std::env::var("NODE_ENV").as_deref() != Ok("production");
     let dir = match std::env::var_os("NEXT_DIR") {
@@ -143,6 +145,10 @@ pub fn options() -> NextOptions {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0),
         ));
+    let options = match std::env::var("TOWER_NEXT_SHARED_CACHE") {
+        Ok(url) if !url.is_empty() => options.shared_cache(url),
+        _ => options,
+    };
     match std::env::var("WORKERS").ok().and_then(|n| n.parse().ok()) {
         Some(workers) if workers > 0 => options.workers(workers),
         _ => options,

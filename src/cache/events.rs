@@ -53,6 +53,27 @@ pub(crate) struct CachedEntry {
     pub page_data: Option<String>,
 }
 
+impl CachedEntry {
+    /// The page at `pathname` was replaced at `at` (ms since the epoch) by a write this
+    /// host did not see: Next answers it from then on.
+    pub(crate) fn replaced(pathname: String, at: u64) -> CachedEntry {
+        CachedEntry {
+            pathname,
+            at,
+            kind: None,
+            revalidate: None,
+            expire: None,
+            fallback: false,
+            html: None,
+            headers: None,
+            status: None,
+            postponed: false,
+            rsc: None,
+            page_data: None,
+        }
+    }
+}
+
 /// What the worker reports while it runs, for whoever keeps the native responses current.
 #[derive(Debug)]
 pub(crate) enum WorkerEvent {

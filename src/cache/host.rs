@@ -2,7 +2,8 @@
 //!
 //! - `GET /v1/<build>/entry/<kind>/<key>`: the entry's bytes, or 404;
 //! - `PUT /v1/<build>/entry/<kind>/<key>`: stores the body (`x-tower-next-ttl`: seconds a
-//!   shared store keeps it), 413 when it is larger than the store allows;
+//!   shared store keeps it; `x-tower-next-pathname`: the page, for a response entry),
+//!   413 when it is larger than the store allows;
 //! - `POST /v1/<build>/tags`: records `[[tag, state], …]` as Next recorded them;
 //! - `GET /v1/<build>/tags?since=<n>`: `{ "seq": n, "tags": [[tag, state], …] }`, the tags
 //!   changed after change `n`.
@@ -89,9 +90,15 @@ async fn answer(cache: &Cache, request: Request<Incoming>) -> Response<Full<Byte
                 .headers()
                 .get("x-tower-next-ttl")
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            let pathname = request
+                .headers()
+                .get("x-tower-next-pathname")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| percent_encoding::percent_decode_str(v).decode_utf8().ok())
+                .map(|v| v.into_owned());
             let limit = cache.max_entry_bytes();
             match Limited::new(request.into_body(), limit).collect().await {
-                Ok(body) => match cache.put(key, body.to_bytes(), ttl).await {
+                Ok(body) => match cache.put(key, body.to_bytes(), ttl, pathname).await {
                     Ok(()) => plain(StatusCode::NO_CONTENT, ""),
                     Err(err) => plain(StatusCode::PAYLOAD_TOO_LARGE, &err),
                 },

@@ -1,5 +1,6 @@
 //! Next's cache, kept by the host for every worker: the store of entries and revalidated
-//! tags ([`store`]) and the socket the workers' cache handlers call ([`host`]).
+//! tags ([`store`]), the socket the workers' cache handlers call ([`host`]), and the
+//! store several hosts share ([`shared`]).
 //!
 //! And whether native answers are current: the cache events each worker reports (every
 //! write to Next's response cache and every revalidated tag), applied in order to the
@@ -9,39 +10,114 @@
 mod events;
 mod fence;
 mod host;
+mod shared;
 mod store;
 
 pub(crate) use events::{CacheChange, CacheEvent, CachedEntry, WorkerEvent};
 pub(crate) use fence::{Fence, Marks};
 
-use std::{path::Path, sync::Arc};
+use std::{
+    collections::BTreeSet,
+    path::Path,
+    sync::{Arc, Mutex},
+};
 
 use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::{assets::Assets, runtime::SlotEvents};
 use fence::Applied;
-use store::{CacheStore, EntryKey};
+use shared::SharedStore;
+use store::{CacheStore, EntryKey, TagStates};
 
 /// The cache every worker of this host reads and writes through the bridge's handlers
-/// (`host-cache.js`), as one `next start` process uses its memory.
+/// (`host-cache.js`), as one `next start` process uses its memory; with a shared store,
+/// the cache of every host serving the build.
 pub(crate) struct Cache {
     local: CacheStore,
-    server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    shared: Option<Arc<SharedStore>>,
+    /// Entries to write through to the shared store, in order.
+    write_through: Option<mpsc::Sender<Write>>,
+    /// Builds seen so far (a resync reads their tags again).
+    namespaces: Mutex<BTreeSet<String>>,
+    remote: broadcast::Sender<RemoteChange>,
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// An entry to write through to the shared store.
+struct Write {
+    key: EntryKey,
+    value: Bytes,
+    /// Seconds the store keeps it.
+    ttl: Option<u64>,
+    /// The page of a response entry.
+    pathname: Option<String>,
+}
+
+/// A change to the cache that no worker of this host reported: the native answers follow
+/// it as they follow the workers' events.
+#[derive(Clone, Debug)]
+pub(crate) enum RemoteChange {
+    /// Tags revalidated on another host, as this host learned at `at` (ms since the epoch).
+    Tags {
+        namespace: String,
+        tags: Vec<String>,
+        at: u64,
+    },
+    /// Another host replaced the entry of the page at `pathname`.
+    Page { namespace: String, pathname: String },
+    /// The host forgot its entries: it could not prove it saw every change of the shared
+    /// store. Answers start over from the build, and the tags the store has.
+    Resync,
+}
+
+/// Entries waiting to be written through; past it, writes are dropped (the entry stays
+/// in this host's cache).
+const WRITE_THROUGH_QUEUE: usize = 1024;
+
 impl Cache {
-    /// A cache of at most `capacity_bytes` of entries, served to the workers on `socket`.
+    /// A cache of at most `capacity_bytes` of entries, served to the workers on `socket`,
+    /// and shared through the store at `shared` (a `redis://` URL) when there is one.
     ///
     /// # Errors
     ///
-    /// [`crate::Error::Io`] when the socket cannot be bound.
-    pub(crate) fn start(capacity_bytes: u64, socket: &Path) -> Result<Arc<Cache>, crate::Error> {
+    /// [`crate::Error::Io`] when the socket cannot be bound,
+    /// [`crate::Error::InvalidOptions`] when `shared` is not a Redis URL.
+    pub(crate) fn start(
+        capacity_bytes: u64,
+        socket: &Path,
+        shared: Option<&str>,
+    ) -> Result<Arc<Cache>, crate::Error> {
+        let shared = shared
+            .map(SharedStore::new)
+            .transpose()
+            .map_err(|detail| crate::Error::InvalidOptions { detail })?
+            .map(Arc::new);
+        let (write_through, writes) = match shared {
+            Some(_) => {
+                let (sender, receiver) = mpsc::channel(WRITE_THROUGH_QUEUE);
+                (Some(sender), Some(receiver))
+            }
+            None => (None, None),
+        };
         let cache = Arc::new(Cache {
             local: CacheStore::new(capacity_bytes),
-            server: std::sync::Mutex::default(),
+            shared: shared.clone(),
+            write_through,
+            namespaces: Mutex::default(),
+            remote: broadcast::channel(1024).0,
+            server: Mutex::default(),
         });
         let server = host::serve(Arc::downgrade(&cache), socket)?;
         *cache.server.lock().expect("server lock") = Some(server);
+        if let (Some(shared), Some(mut writes)) = (shared, writes) {
+            tokio::spawn(shared::follow(Arc::downgrade(&cache), shared.clone()));
+            tokio::spawn(async move {
+                while let Some(write) = writes.recv().await {
+                    shared.put(write).await;
+                }
+            });
+        }
         Ok(cache)
     }
 
@@ -52,39 +128,135 @@ impl Cache {
         }
     }
 
-    async fn get(&self, key: &EntryKey) -> Option<Bytes> {
-        self.local.get(key)
+    fn seen(&self, namespace: &str) {
+        let mut namespaces = self.namespaces.lock().expect("namespaces lock");
+        if !namespaces.contains(namespace) {
+            namespaces.insert(namespace.to_owned());
+        }
     }
 
-    async fn put(&self, key: EntryKey, value: Bytes, _ttl: Option<u64>) -> Result<(), String> {
-        self.local.put(key, value).map_err(|err| {
+    fn namespaces(&self) -> Vec<String> {
+        self.namespaces
+            .lock()
+            .expect("namespaces lock")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    async fn get(&self, key: &EntryKey) -> Option<Bytes> {
+        self.seen(&key.namespace);
+        if let Some(entry) = self.local.get(key) {
+            return Some(entry);
+        }
+        let entry = self.shared.as_ref()?.get(key).await?;
+        let _ = self.local.put(key.clone(), entry.clone());
+        Some(entry)
+    }
+
+    async fn put(
+        &self,
+        key: EntryKey,
+        value: Bytes,
+        ttl: Option<u64>,
+        pathname: Option<String>,
+    ) -> Result<(), String> {
+        self.seen(&key.namespace);
+        if let Err(err) = self.local.put(key.clone(), value.clone()) {
             tracing::warn!(
                 size = err.size,
                 limit = err.limit,
                 "host cache: an entry larger than the cache allows was not stored"
             );
-            format!(
+            return Err(format!(
                 "entry of {} bytes, larger than the cache allows ({} bytes)",
                 err.size, err.limit
-            )
-        })
+            ));
+        }
+        if let Some(writes) = &self.write_through
+            && writes
+                .try_send(Write {
+                    key,
+                    value,
+                    ttl,
+                    pathname,
+                })
+                .is_err()
+        {
+            tracing::warn!(
+                "shared cache: too many entries waiting to be written through; one stays on this host"
+            );
+        }
+        Ok(())
     }
 
     fn max_entry_bytes(&self) -> usize {
         self.local.max_entry_bytes()
     }
 
-    async fn record_tags(&self, namespace: &str, states: Vec<(String, serde_json::Value)>) -> u64 {
-        self.local.record_tags(namespace, states).0
+    /// Records tags a worker revalidated; with a shared store, they are there (or queued
+    /// for a reconnect) when this returns.
+    async fn record_tags(&self, namespace: &str, states: TagStates) -> u64 {
+        self.seen(namespace);
+        let (seq, _) = self.local.record_tags(namespace, states.clone());
+        if let Some(shared) = &self.shared {
+            shared.publish_tags(namespace, states).await;
+        }
+        seq
     }
 
-    fn tags_since(&self, namespace: &str, since: u64) -> (u64, Vec<(String, serde_json::Value)>) {
+    fn tags_since(&self, namespace: &str, since: u64) -> (u64, TagStates) {
         self.local.tags_since(namespace, since)
     }
 
     fn tags_seq(&self) -> u64 {
         self.local.tags_seq()
     }
+
+    /// Tags another host revalidated: the workers catch up at their next cache read.
+    fn apply_remote_tags(&self, namespace: &str, states: TagStates) {
+        let (_, tags) = self.local.record_tags(namespace, states);
+        if !tags.is_empty() {
+            let _ = self.remote.send(RemoteChange::Tags {
+                namespace: namespace.to_owned(),
+                tags,
+                at: now_ms(),
+            });
+        }
+    }
+
+    /// An entry another host replaced: read again from the shared store when asked.
+    fn forget(&self, key: &EntryKey, pathname: Option<String>) {
+        self.local.remove(key);
+        if let Some(pathname) = pathname {
+            let _ = self.remote.send(RemoteChange::Page {
+                namespace: key.namespace.clone(),
+                pathname,
+            });
+        }
+    }
+
+    fn forget_all(&self) {
+        self.local.clear();
+        let _ = self.remote.send(RemoteChange::Resync);
+    }
+}
+
+/// Whether `url` names a shared store this crate can use.
+///
+/// # Errors
+///
+/// A message saying why not.
+pub(crate) fn check_store_url(url: &str) -> Result<(), String> {
+    redis::Client::open(url)
+        .map(|_| ())
+        .map_err(|err| format!("shared_cache({url:?}): not a Redis URL: {err}"))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Drop for Cache {
@@ -104,6 +276,56 @@ pub(crate) fn keep_current(
     for events in events {
         tokio::spawn(apply(events, assets.clone(), fence.clone()));
     }
+}
+
+/// Applies the changes no worker of this host reported (another host's, or a resync) to
+/// the native answers of build `build_id`, while they live.
+pub(crate) fn follow_remote_changes(cache: &Arc<Cache>, build_id: &str, assets: &Arc<Assets>) {
+    let mut changes = cache.remote.subscribe();
+    let assets = Arc::downgrade(assets);
+    let cache = Arc::downgrade(cache);
+    let build_id = build_id.to_owned();
+    tokio::spawn(async move {
+        loop {
+            let change = match changes.recv().await {
+                Ok(change) => change,
+                // Changes were missed: start over, as after a resync.
+                Err(broadcast::error::RecvError::Lagged(_)) => RemoteChange::Resync,
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let Some(assets) = assets.upgrade() else {
+                return;
+            };
+            let change = match change {
+                RemoteChange::Tags {
+                    namespace,
+                    tags,
+                    at,
+                } if namespace == build_id => CacheChange::RevalidateTag { tags, at },
+                RemoteChange::Page {
+                    namespace,
+                    pathname,
+                } if namespace == build_id => {
+                    CacheChange::Set(CachedEntry::replaced(pathname, now_ms()))
+                }
+                RemoteChange::Resync => {
+                    let Some(cache) = cache.upgrade() else { return };
+                    let (_, tags) = cache.tags_since(&build_id, 0);
+                    assets.apply(WorkerEvent::Restarted).await;
+                    CacheChange::RevalidateTag {
+                        tags: tags.into_iter().map(|(tag, _)| tag).collect(),
+                        at: now_ms(),
+                    }
+                }
+                RemoteChange::Tags { .. } | RemoteChange::Page { .. } => continue,
+            };
+            let event = CacheEvent {
+                generation: 0,
+                change,
+            };
+            assets.apply(WorkerEvent::Cache(Box::new(event))).await;
+        }
+    });
 }
 
 async fn apply(events: SlotEvents, assets: Option<Arc<Assets>>, fence: Arc<Fence>) {

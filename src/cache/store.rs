@@ -27,6 +27,10 @@ impl EntryKey {
     }
 }
 
+/// Tags and their states as Next records them (a time in Next 15, `{ stale, expired }` in
+/// Next 16).
+pub(crate) type TagStates = Vec<(String, Value)>;
+
 /// Why an entry was not stored.
 #[derive(Debug)]
 pub(crate) struct TooLarge {
@@ -93,6 +97,17 @@ impl CacheStore {
         Ok(())
     }
 
+    /// Forgets an entry (another host replaced it).
+    pub(crate) fn remove(&self, key: &EntryKey) {
+        self.entries.invalidate(key);
+    }
+
+    /// Forgets every entry (the host could not prove it saw every change of a shared
+    /// store).
+    pub(crate) fn clear(&self) {
+        self.entries.invalidate_all();
+    }
+
     /// The number of tag changes recorded so far.
     pub(crate) fn tags_seq(&self) -> u64 {
         self.tags.lock().expect("tags lock").seq
@@ -129,7 +144,7 @@ impl CacheStore {
     }
 
     /// The tags of `namespace` changed after change number `since`, and the current count.
-    pub(crate) fn tags_since(&self, namespace: &str, since: u64) -> (u64, Vec<(String, Value)>) {
+    pub(crate) fn tags_since(&self, namespace: &str, since: u64) -> (u64, TagStates) {
         let tags = self.tags.lock().expect("tags lock");
         let changed = tags
             .by_namespace

@@ -193,6 +193,9 @@ function installCacheEvents(config, nextDir) {
   return true;
 }
 
+// The host cache names the page of a response entry it shares with other hosts.
+globalThis[Symbol.for('tower-next.pathname-of')] = pathnameOf;
+
 // The page path of a response-cache key: `/route-cache/<kind>/<owner>/$/about` (Next 15.5)
 // or `/about`; `/index` stands for `/` (Next's normalizePagePath).
 function pathnameOf(key) {
@@ -392,7 +395,7 @@ async function main() {
   // incremental cache and, on Next 16, its 'use cache' handlers. An app with its own
   // cacheHandler or cacheHandlers keeps them: making them shared is their job.
   const cacheHandlerBefore = config.cacheHandler;
-  if (options.hostCache) installHostCache(config, config.deploymentId || buildId);
+  if (options.hostCache) installHostCache(config, buildId);
   // Native responses need to know of every change to Next's response cache: a subclass
   // of the configured handler (the shared one above, the app's own, or Next's) reports it.
   const cacheEvents = installCacheEvents(config, nextDir);

@@ -29,6 +29,7 @@ const { SharedCacheControls } = require(path.join(cacheDir, 'shared-cache-contro
 const { tagsManifest } = tags;
 // Response entries (pages, route handlers) live under this key prefix (Next 15.5 and 16).
 const RESPONSE_KEY = '/route-cache/';
+const RESPONSE_KINDS = new Set(['APP_PAGE', 'PAGES', 'APP_ROUTE']);
 // Raised when the stored format changes: entries of another format are never read.
 const FORMAT = 'v1';
 
@@ -82,9 +83,11 @@ async function readEntry(kind, key) {
   return undefined;
 }
 
-// Stores an entry; `ttl` (seconds) bounds how long a shared store keeps it.
-async function writeEntry(kind, key, entry, ttl) {
+// Stores an entry; `ttl` (seconds) bounds how long a shared store keeps it; `pathname`
+// names the page of a response entry (other hosts' native answers leave it to Next).
+async function writeEntry(kind, key, entry, ttl, pathname) {
   const headers = {};
+  if (pathname) headers['x-tower-next-pathname'] = encodeURI(pathname);
   if (typeof ttl === 'number' && ttl > 0 && Number.isFinite(ttl)) {
     headers['x-tower-next-ttl'] = String(Math.ceil(ttl));
   }
@@ -206,7 +209,9 @@ class TowerNextHostCache extends FileSystemCache {
     const cacheControl = ctx && !ctx.fetchCache ? ctx.cacheControl : undefined;
     const lifetime = cacheControl || (ctx && typeof ctx.revalidate === 'number' ? ctx.revalidate : undefined);
     const ttl = cacheControl && typeof cacheControl.expire === 'number' ? cacheControl.expire : undefined;
-    await writeEntry('incremental', key, { value: data, lastModified: Date.now(), cacheControl }, ttl ?? lifetimeSeconds(lifetime));
+    const pathnameOf = globalThis[Symbol.for('tower-next.pathname-of')];
+    const page = data && RESPONSE_KINDS.has(data.kind) && pathnameOf ? pathnameOf(key) : undefined;
+    await writeEntry('incremental', key, { value: data, lastModified: Date.now(), cacheControl }, ttl ?? lifetimeSeconds(lifetime), page);
   }
 
   async revalidateTag(...args) {

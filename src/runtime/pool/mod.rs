@@ -199,7 +199,7 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
                 .await
                 .map_err(Error::io(&handler))?;
             let socket = private_dir.join("cache.sock");
-            let cache = Cache::start(options.cache_size, &socket)?;
+            let cache = Cache::start(options.cache_size, &socket, options.shared_cache.as_deref())?;
             Some((
                 cache,
                 serde_json::json!({ "handler": handler, "socket": socket }),
@@ -246,6 +246,11 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
     }
 
     /// The generation that takes new requests.
+    /// The host's cache (none in dev mode).
+    pub(crate) fn cache(&self) -> Option<&Arc<Cache>> {
+        self.shared.blueprint.cache.as_ref().map(|(cache, _)| cache)
+    }
+
     pub(crate) fn current(&self) -> arc_swap::Guard<Arc<Generation<A>>> {
         self.shared.current.load()
     }
