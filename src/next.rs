@@ -99,7 +99,7 @@ impl Next {
             move |dir, info| App::load(dir, info, &app_options),
         )
         .await?;
-        keep_native_answers_current(&pool);
+        keep_native_answers_current(&pool).await;
         let (dev_watcher, changes) = dev_watch.unzip();
         let shared = Arc::new(Shared {
             options,
@@ -218,7 +218,7 @@ impl Next {
             .pool
             .reload(dir, |dir, info| App::load(dir, info, options))
             .await?;
-        keep_native_answers_current(&self.shared.pool);
+        keep_native_answers_current(&self.shared.pool).await;
         Ok(())
     }
 
@@ -364,15 +364,18 @@ impl Next {
 }
 
 /// Applies the cache events of a generation's workers to its native answers.
-fn keep_native_answers_current(pool: &WorkerPool<App>) {
-    let generation = pool.current();
+async fn keep_native_answers_current(pool: &WorkerPool<App>) {
+    let generation = pool.current().clone();
+    if let Some(cache) = pool.cache() {
+        cache.open_build(&generation.info.build_id).await;
+    }
     cache::keep_current(
         generation.take_events(),
         generation.app.assets.clone(),
         generation.fence().clone(),
     );
     if let (Some(cache), Some(assets)) = (pool.cache(), &generation.app.assets) {
-        cache::follow_remote_changes(cache, &generation.info.build_id, assets);
+        cache::follow_remote_changes(cache, &generation.info.build_id, assets).await;
     }
 }
 

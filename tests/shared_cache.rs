@@ -208,6 +208,45 @@ async fn a_store_unreachable_at_start_is_not_fatal() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn corrupt_entries_in_the_store_are_ignored() {
+    let _turn = TURN.lock().await;
+    let redis = RedisServer::start(support::free_port());
+    let (a_next, a) = host(support::options(), &redis.url()).await;
+    // Entries written by A: the page regenerated after a revalidation, and its data.
+    let before = get(a, "/stamp-tag").await;
+    let revalidated = send(reqwest::Method::POST, a, "/api/revalidate?tag=stamp-tag").await;
+    assert_eq!(revalidated.status, StatusCode::OK, "{}", revalidated.body);
+    until_new(a, "/stamp-tag", before.stamp()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Every entry in the store replaced by bytes no worker can decode.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("tower-next:*:incremental:*")
+        .query(&mut connection)
+        .unwrap();
+    assert!(!keys.is_empty(), "A wrote no entry through");
+    for key in &keys {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(b"\xffnot an entry".as_slice())
+            .query(&mut connection)
+            .unwrap();
+    }
+
+    // A fresh host reads them, ignores them, and renders the page again.
+    let (b_next, b) = host(support::options(), &redis.url()).await;
+    for _ in 0..3 {
+        let answer = get(b, "/stamp-tag").await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        answer.stamp();
+    }
+    a_next.shutdown().await;
+    b_next.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_store_url_that_is_not_redis_is_refused() {
     let Err(err) = Next::prepare(support::options().shared_cache("http://example.com")).await
     else {

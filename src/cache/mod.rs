@@ -20,6 +20,7 @@ use std::{
     collections::BTreeSet,
     path::Path,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -119,6 +120,25 @@ impl Cache {
             });
         }
         Ok(cache)
+    }
+
+    /// Makes ready for build `build_id`: with a shared store, reads the tags revalidated
+    /// there (waiting at most a second), so that neither workers nor native answers serve
+    /// what another host has invalidated.
+    pub(crate) async fn open_build(&self, build_id: &str) {
+        self.seen(build_id);
+        let Some(shared) = &self.shared else { return };
+        match tokio::time::timeout(Duration::from_secs(1), shared.read_tags(build_id)).await {
+            Ok(Ok(states)) => {
+                self.local.record_tags(build_id, states);
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "shared cache: revalidated tags not read at start; starting on this host's cache")
+            }
+            Err(_) => tracing::warn!(
+                "shared cache: reading the revalidated tags timed out; starting on this host's cache"
+            ),
+        }
     }
 
     /// Stops answering the workers (the cache itself lives while it is referenced).
@@ -280,8 +300,26 @@ pub(crate) fn keep_current(
 
 /// Applies the changes no worker of this host reported (another host's, or a resync) to
 /// the native answers of build `build_id`, while they live.
-pub(crate) fn follow_remote_changes(cache: &Arc<Cache>, build_id: &str, assets: &Arc<Assets>) {
+pub(crate) async fn follow_remote_changes(
+    cache: &Arc<Cache>,
+    build_id: &str,
+    assets: &Arc<Assets>,
+) {
     let mut changes = cache.remote.subscribe();
+    // What is known before the changes to come: tags revalidated before this build's
+    // answers started (in the shared store, or before a reload).
+    let (_, known) = cache.tags_since(build_id, 0);
+    if !known.is_empty() {
+        let change = CacheChange::RevalidateTag {
+            tags: known.into_iter().map(|(tag, _)| tag).collect(),
+            at: now_ms(),
+        };
+        let event = CacheEvent {
+            generation: 0,
+            change,
+        };
+        assets.apply(WorkerEvent::Cache(Box::new(event))).await;
+    }
     let assets = Arc::downgrade(assets);
     let cache = Arc::downgrade(cache);
     let build_id = build_id.to_owned();

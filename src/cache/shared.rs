@@ -193,6 +193,16 @@ impl SharedStore {
             .ignore();
     }
 
+    /// Every tag of `namespace` the store has.
+    pub(crate) async fn read_tags(&self, namespace: &str) -> redis::RedisResult<TagStates> {
+        let mut connection = self.writes.clone();
+        let states: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(Self::tags_key(namespace))
+            .query_async(&mut connection)
+            .await?;
+        Ok(parse_tags(states))
+    }
+
     /// Records revalidated tags in the store and announces them, waiting at most
     /// [`STORE_TIMEOUT`]; what could not be sent is sent on reconnect.
     pub(crate) async fn publish_tags(&self, namespace: &str, states: TagStates) {
@@ -387,11 +397,7 @@ async fn resume(
             cache.forget_all();
         }
         for (namespace, states) in tags {
-            let states = states
-                .into_iter()
-                .filter_map(|(tag, state)| Some((tag, serde_json::from_str(&state).ok()?)))
-                .collect();
-            cache.apply_remote_tags(&namespace, states);
+            cache.apply_remote_tags(&namespace, parse_tags(states));
         }
         *epoch = Some(current);
     }
@@ -415,6 +421,14 @@ async fn resume(
         }
     }
     Ok(())
+}
+
+/// The tags hash as the store returns it; a state that is not JSON is skipped.
+fn parse_tags(states: Vec<(String, String)>) -> TagStates {
+    states
+        .into_iter()
+        .filter_map(|(tag, state)| Some((tag, serde_json::from_str(&state).ok()?)))
+        .collect()
 }
 
 /// A stream id `<ms>-<seq>`, for ordering.
