@@ -48,6 +48,7 @@ mod proxy;
 mod routes;
 mod runtime;
 pub mod service;
+pub mod telemetry;
 
 pub use body::{Body, BoxError};
 pub use error::Error;

@@ -3,9 +3,11 @@
 use std::{
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
+    time::Instant,
 };
 
 use http::{Request, Response, StatusCode};
+use tracing::Instrument;
 
 use crate::{
     Error, NextLayer, NextOptions, Probe,
@@ -16,6 +18,7 @@ use crate::{
     routes::{DevWatch, Dispatch, Reach, RouteTable, Target},
     runtime::{Generation, PoolStatus, WorkerPool},
     service::NextService,
+    telemetry::{self, Responder},
 };
 
 /// A prepared Next.js app: the seed's `app = next({...})` after `app.prepare()`.
@@ -111,6 +114,7 @@ impl Next {
         if let Some(changes) = changes {
             tokio::spawn(refresh_dev_routes(Arc::downgrade(&shared), changes));
         }
+        tokio::spawn(report_pool(Arc::downgrade(&shared)));
         Ok(Next { shared })
     }
 
@@ -296,39 +300,74 @@ impl Next {
 
     /// Answers a request Next.js owns, as `target` says.
     pub(crate) async fn serve(&self, request: Request<Body>, target: Target) -> Response<Body> {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let route = match &target {
+            Target::Render { page, .. } => Some(page.clone()),
+            Target::NotFound => None,
+            Target::Handle(_) | Target::Rewrite(_) => self.routes().route(request.uri()),
+        };
+        // On the caller's span, when it declares the field (tower-http's TraceLayer with
+        // `http.route = Empty`), and on this one.
+        tracing::Span::current().record("http.route", route.as_deref());
+        let span = tracing::debug_span!("next", http.route = route.as_deref());
+        let (mut response, responder) = self.answer(request, target).instrument(span).await;
+        telemetry::record_request(
+            &method,
+            response.status(),
+            route.as_deref(),
+            responder,
+            started.elapsed(),
+        );
+        response.extensions_mut().insert(telemetry::Measured);
+        response
+    }
+
+    async fn answer(&self, request: Request<Body>, target: Target) -> (Response<Body>, Responder) {
         if let Some((status, reason)) = refused_by_node(&request) {
             tracing::warn!(method = %request.method(), uri = %request.uri(), reason, "request refused");
-            return plain_response(status, reason);
+            return (plain_response(status, reason), Responder::Native);
         }
         match target {
             Target::Handle(reach) => self.handle(request, reach).await,
             Target::Rewrite(path_and_query) => {
                 let request = rewrite_target(request, &path_and_query);
-                self.dispatch(request, Dispatch::Handle).await
+                (
+                    self.dispatch(request, Dispatch::Handle).await,
+                    Responder::Node,
+                )
             }
             Target::Render { page, .. } if !page.starts_with('/') => {
                 tracing::error!(page, "render: the page path must start with '/'");
-                plain_response(StatusCode::INTERNAL_SERVER_ERROR, "invalid page path")
+                let response =
+                    plain_response(StatusCode::INTERNAL_SERVER_ERROR, "invalid page path");
+                (response, Responder::Native)
             }
             Target::Render { page, query } => {
-                self.dispatch(request, Dispatch::Render { page, query })
-                    .await
+                let response = self
+                    .dispatch(request, Dispatch::Render { page, query })
+                    .await;
+                (response, Responder::Node)
             }
-            Target::NotFound => self.dispatch(request, Dispatch::NotFound).await,
+            Target::NotFound => (
+                self.dispatch(request, Dispatch::NotFound).await,
+                Responder::Node,
+            ),
         }
     }
 
     /// Answers a request that Next.js would handle as it is: natively when Rust can give
     /// `next start`'s answer, else through a worker.
-    async fn handle(&self, request: Request<Body>, reach: Reach) -> Response<Body> {
+    async fn handle(&self, request: Request<Body>, reach: Reach) -> (Response<Body>, Responder) {
         match self.native(&request, reach) {
-            Decision::Native(native) => native.into_response().await,
+            Decision::Native(native) => (native.into_response().await, Responder::Native),
             Decision::Node(learn) => {
                 let response = self.dispatch(request, Dispatch::Handle).await;
-                match learn {
+                let response = match learn {
                     Some(learn) => learn.watch(response),
                     None => response,
-                }
+                };
+                (response, Responder::Node)
             }
         }
     }
@@ -364,6 +403,18 @@ impl Next {
 }
 
 /// Applies the cache events of a generation's workers to its native answers.
+/// Publishes the pool's state as gauges (`telemetry`) every second while the app lives.
+async fn report_pool(shared: std::sync::Weak<Shared>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        telemetry::record_pool(&shared.pool.status());
+    }
+}
+
 async fn keep_native_answers_current(pool: &WorkerPool<App>) {
     let generation = pool.current().clone();
     if let Some(cache) = pool.cache() {

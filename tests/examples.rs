@@ -140,6 +140,51 @@ async fn axum_layer() {
         .await
         .unwrap();
     assert_eq!(conditional.status(), StatusCode::NOT_MODIFIED);
+
+    // Issue 13, item 1: request durations by route and responder, at /metrics. One page
+    // is one route however many URLs it serves; Rust's own routes carry axum's route;
+    // a request is counted once (the 404 above went through the layer and the fallback).
+    let metrics = get(&client, server.addr, "/metrics").await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let count = |labels: &[&str]| -> Option<u64> {
+        metrics
+            .body
+            .lines()
+            .find(|line| {
+                line.starts_with("http_server_request_duration_seconds_count{")
+                    && labels.iter().all(|label| line.contains(label))
+            })
+            .map(|line| line.rsplit(' ').next().unwrap().parse().unwrap())
+    };
+    let posts = r#"http_route="/posts/[id]""#;
+    assert!(
+        count(&[posts, r#"status_code="200""#]).is_some(),
+        "{}",
+        metrics.body
+    );
+    assert_eq!(
+        count(&[r#"http_route="/healthz""#, r#"responder="inner""#]),
+        Some(1),
+        "{}",
+        metrics.body
+    );
+    let not_found: u64 = metrics
+        .body
+        .lines()
+        .filter(|line| {
+            line.starts_with("http_server_request_duration_seconds_count{")
+                && line.contains(r#"status_code="404""#)
+        })
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(not_found, 1, "the 404 was counted once: {}", metrics.body);
+    assert!(
+        metrics
+            .body
+            .contains(r#"tower_next_workers{state="ready"}"#),
+        "{}",
+        metrics.body
+    );
 }
 
 /// Issue 13, item 5: the examples' limits. As many headers as Node accepts pass; a head

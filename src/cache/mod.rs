@@ -26,7 +26,7 @@ use std::{
 use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::{assets::Assets, runtime::SlotEvents};
+use crate::{assets::Assets, runtime::SlotEvents, telemetry};
 use fence::Applied;
 use shared::SharedStore;
 use store::{CacheStore, EntryKey, TagStates};
@@ -167,9 +167,14 @@ impl Cache {
     async fn get(&self, key: &EntryKey) -> Option<Bytes> {
         self.seen(&key.namespace);
         if let Some(entry) = self.local.get(key) {
+            telemetry::record_cache_lookup(true, "local");
             return Some(entry);
         }
-        let entry = self.shared.as_ref()?.get(key).await?;
+        telemetry::record_cache_lookup(false, "local");
+        let shared = self.shared.as_ref()?;
+        let entry = shared.get(key).await;
+        telemetry::record_cache_lookup(entry.is_some(), "shared");
+        let entry = entry?;
         let _ = self.local.put(key.clone(), entry.clone());
         Some(entry)
     }

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::ResponseFuture;
+use super::{ResponseFuture, future::Measure};
 use crate::{
     NextService,
     body::{Body, BoxError},
@@ -45,10 +45,28 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         match self.next.owner(request.uri()) {
-            Owner::Inner => ResponseFuture::inner(self.inner.call(request)),
+            Owner::Inner => {
+                let measure = Measure {
+                    started: std::time::Instant::now(),
+                    method: request.method().clone(),
+                    route: matched_route(&request),
+                };
+                ResponseFuture::inner(self.inner.call(request), measure)
+            }
             Owner::Next(target) => {
                 ResponseFuture::next(self.next.serve(request, target).into_inner())
             }
         }
     }
+}
+
+/// The route axum matched (`MatchedPath`): present when the layer wraps a Router's routes
+/// (`Router::layer` wraps each route after matching).
+fn matched_route<B>(request: &Request<B>) -> Option<String> {
+    #[cfg(feature = "axum")]
+    if let Some(path) = request.extensions().get::<axum::extract::MatchedPath>() {
+        return Some(path.as_str().to_owned());
+    }
+    let _ = request;
+    None
 }

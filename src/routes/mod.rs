@@ -258,6 +258,52 @@ impl RouteTable {
             .unwrap_or(self.file_system_routes)
     }
 
+    /// The route that serves `uri`, as Next names it (`/posts/[id]`, `/about`,
+    /// `/_next/static`, `/_next/data/[buildId]/posts/[id].json`, a `public/` file's path),
+    /// with basePath: OpenTelemetry's `http.route`, which keeps one label value per page
+    /// however many URLs it serves. `None` when no route or file matches (Next's 404).
+    pub(crate) fn route(&self, uri: &Uri) -> Option<String> {
+        let path = strip_prefix_segment(uri.path(), &self.base_path)?;
+        let path = canonical(path);
+        let path = path.as_ref();
+        let decoded = percent_decode_str(path).decode_utf8_lossy();
+        let normalized = normalize(&decoded);
+        let route = if let Some(rest) = normalized.strip_prefix("/_next/") {
+            match rest.split('/').next() {
+                Some("data") => {
+                    let (_, page) = self.data_route_page(path)?;
+                    let pattern = self.page_pattern(&page, &page)?;
+                    let file = if pattern == "/" { "/index" } else { pattern };
+                    format!("/_next/data/[buildId]{file}.json")
+                }
+                Some(section @ ("static" | "image")) => format!("/_next/{section}"),
+                _ => "/_next".to_owned(),
+            }
+        } else if let Some(pattern) = self.page_pattern(normalized, path) {
+            pattern.to_owned()
+        } else if self.public_files.contains(normalized) {
+            normalized.to_owned()
+        } else {
+            let localized = self.locales.as_ref()?.localize(path)?;
+            let rest = percent_decode_str(localized.rest).decode_utf8_lossy();
+            self.page_pattern(normalize(&rest), localized.rest)?
+                .to_owned()
+        };
+        Some(format!("{}{route}", self.base_path))
+    }
+
+    /// The page or pattern that serves `normalized` (decoded) / `raw` (as sent).
+    fn page_pattern<'a>(&'a self, normalized: &'a str, raw: &str) -> Option<&'a str> {
+        if self.pages.contains(normalized) || self.app_pages.contains(normalized) {
+            return Some(normalized);
+        }
+        self.app_patterns
+            .iter()
+            .chain(&self.page_patterns)
+            .find(|p| p.regex.is_match(raw))
+            .map(|p| p.page.as_str())
+    }
+
     /// Whether a next.config redirect or rewrite rule, or a middleware matcher, claims the
     /// path: then Next.js does more than serve a file or page for it.
     pub(crate) fn claimed_by_rules(&self, path: &str) -> bool {
