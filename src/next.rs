@@ -16,7 +16,7 @@ use crate::{
     build::{AppInfo, Manifests},
     cache, proxy,
     routes::{DevWatch, Dispatch, Reach, RouteTable, Target},
-    runtime::{Generation, PoolStatus, WorkerPool},
+    runtime::{Generation, PoolStatus, WorkerPool, protocol},
     service::NextService,
     telemetry::{self, Responder},
 };
@@ -180,6 +180,9 @@ impl Next {
             assets.stop();
         }
         self.shared.pool.shutdown().await;
+        if let Some(cache) = self.shared.pool.cache() {
+            cache.stop();
+        }
         let private_dir = self
             .shared
             .private_dir
@@ -394,6 +397,14 @@ impl Next {
                 if let Some(upgrade) = &upgrade {
                     upgrade.restore_request_headers(request.headers_mut());
                 }
+                if let Some(cache) = self.shared.pool.cache() {
+                    let headers = request.headers_mut();
+                    headers.insert(protocol::TAGS_SEQ, cache.tags_seq().into());
+                    headers.insert(
+                        protocol::USE_CACHE_CHANGES,
+                        cache.use_cache_changes().into(),
+                    );
+                }
                 let response = self.shared.pool.forward(request).await;
                 proxy::finish(response, &dispatch, &public_path, upgrade)
             }
@@ -424,6 +435,8 @@ async fn keep_native_answers_current(pool: &WorkerPool<App>) {
         generation.take_events(),
         generation.app.assets.clone(),
         generation.fence().clone(),
+        pool.cache()
+            .map(|cache| (cache.clone(), generation.info.build_id.clone())),
     );
     if let (Some(cache), Some(assets)) = (pool.cache(), &generation.app.assets) {
         cache::follow_remote_changes(cache, &generation.info.build_id, assets).await;

@@ -237,7 +237,7 @@ impl Assets {
                 let cx = self.page_context();
                 match event.change {
                     CacheChange::Set(entry) => index.apply_set(entry, &cx),
-                    CacheChange::RevalidateTag { tags, at } => {
+                    CacheChange::RevalidateTag { tags, at, .. } => {
                         index.apply_revalidate_tags(&tags, at)
                     }
                 }

@@ -4,6 +4,8 @@
 
 use serde::Deserialize;
 
+use super::store::TagStates;
+
 /// A change to Next's response cache, reported by the worker. `generation` numbers the
 /// events; every response of the worker says the generation it was sent at, and the host
 /// applies the events up to it before passing the response on.
@@ -25,6 +27,10 @@ pub(crate) enum CacheChange {
         /// When it began (ms since the epoch): an entry written before is stale.
         #[serde(default)]
         at: u64,
+        /// The tags' states as Next records them, for the host's cache (none from other
+        /// hosts, whose changes reach the cache through the shared store).
+        #[serde(default)]
+        states: TagStates,
     },
 }
 

@@ -9,7 +9,9 @@
 //!   changed after change `n`.
 //!
 //! Every answer carries `x-tower-next-tags-seq`, the number of tag changes the host has
-//! seen, so a worker knows when to ask for them.
+//! seen, so a worker knows when to ask for them, and `x-tower-next-use-cache-changes`,
+//! the number of changes to `'use cache'` entries, so a worker knows when its copies are
+//! still the host's entries.
 
 use std::{convert::Infallible, path::Path, sync::Weak, time::Duration};
 
@@ -151,6 +153,10 @@ async fn answer(cache: &Cache, request: Request<Incoming>) -> Response<Full<Byte
     response.headers_mut().insert(
         "x-tower-next-tags-seq",
         http::HeaderValue::from(cache.tags_seq()),
+    );
+    response.headers_mut().insert(
+        "x-tower-next-use-cache-changes",
+        http::HeaderValue::from(cache.use_cache_changes()),
     );
     response
 }

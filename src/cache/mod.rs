@@ -19,7 +19,10 @@ pub(crate) use fence::{Fence, Marks};
 use std::{
     collections::BTreeSet,
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -42,7 +45,11 @@ pub(crate) struct Cache {
     /// Builds seen so far (a resync reads their tags again).
     namespaces: Mutex<BTreeSet<String>>,
     remote: broadcast::Sender<RemoteChange>,
-    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The socket server, and the tasks that follow and feed the shared store.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Changes to `'use cache'` entries so far: a worker answers from its own copy of an
+    /// entry only while this has not moved since it took the copy.
+    use_cache_changes: AtomicU64,
 }
 
 /// An entry to write through to the shared store.
@@ -76,6 +83,9 @@ pub(crate) enum RemoteChange {
 /// in this host's cache).
 const WRITE_THROUGH_QUEUE: usize = 1024;
 
+/// The kind of Next 16's `'use cache'` entries (the bridge's name).
+const USE_CACHE: &str = "use-cache";
+
 impl Cache {
     /// A cache of at most `capacity_bytes` of entries, served to the workers on `socket`,
     /// and shared through the store at `shared` (a `redis://` URL) when there is one.
@@ -107,18 +117,22 @@ impl Cache {
             write_through,
             namespaces: Mutex::default(),
             remote: broadcast::channel(1024).0,
-            server: Mutex::default(),
+            tasks: Mutex::default(),
+            use_cache_changes: AtomicU64::new(0),
         });
-        let server = host::serve(Arc::downgrade(&cache), socket)?;
-        *cache.server.lock().expect("server lock") = Some(server);
+        let mut tasks = vec![host::serve(Arc::downgrade(&cache), socket)?];
         if let (Some(shared), Some(mut writes)) = (shared, writes) {
-            tokio::spawn(shared::follow(Arc::downgrade(&cache), shared.clone()));
-            tokio::spawn(async move {
+            tasks.push(tokio::spawn(shared::follow(
+                Arc::downgrade(&cache),
+                shared.clone(),
+            )));
+            tasks.push(tokio::spawn(async move {
                 while let Some(write) = writes.recv().await {
                     shared.put(write).await;
                 }
-            });
+            }));
         }
+        *cache.tasks.lock().expect("tasks lock") = tasks;
         Ok(cache)
     }
 
@@ -141,10 +155,11 @@ impl Cache {
         }
     }
 
-    /// Stops answering the workers (the cache itself lives while it is referenced).
+    /// Stops answering the workers and closes the shared store's connections (the cache
+    /// itself lives while it is referenced).
     pub(crate) fn stop(&self) {
-        if let Some(server) = self.server.lock().expect("server lock").take() {
-            server.abort();
+        for task in self.tasks.lock().expect("tasks lock").drain(..) {
+            task.abort();
         }
     }
 
@@ -187,6 +202,9 @@ impl Cache {
         pathname: Option<String>,
     ) -> Result<(), String> {
         self.seen(&key.namespace);
+        if key.kind == USE_CACHE {
+            self.use_cache_changes.fetch_add(1, Ordering::AcqRel);
+        }
         if let Err(err) = self.local.put(key.clone(), value.clone()) {
             tracing::warn!(
                 size = err.size,
@@ -234,7 +252,13 @@ impl Cache {
         self.local.tags_since(namespace, since)
     }
 
-    fn tags_seq(&self) -> u64 {
+    /// How many times a `'use cache'` entry changed (see `use_cache_changes`).
+    pub(crate) fn use_cache_changes(&self) -> u64 {
+        self.use_cache_changes.load(Ordering::Acquire)
+    }
+
+    /// How many tag changes the cache has seen (workers catch up when they are behind).
+    pub(crate) fn tags_seq(&self) -> u64 {
         self.local.tags_seq()
     }
 
@@ -252,6 +276,9 @@ impl Cache {
 
     /// An entry another host replaced: read again from the shared store when asked.
     fn forget(&self, key: &EntryKey, pathname: Option<String>) {
+        if key.kind == USE_CACHE {
+            self.use_cache_changes.fetch_add(1, Ordering::AcqRel);
+        }
         self.local.remove(key);
         if let Some(pathname) = pathname {
             let _ = self.remote.send(RemoteChange::Page {
@@ -262,6 +289,7 @@ impl Cache {
     }
 
     fn forget_all(&self) {
+        self.use_cache_changes.fetch_add(1, Ordering::AcqRel);
         self.local.clear();
         let _ = self.remote.send(RemoteChange::Resync);
     }
@@ -293,13 +321,17 @@ impl Drop for Cache {
 /// Applies each worker's cache events to the native responders `assets`, in order, and
 /// publishes the last one applied per worker (the worker's responses wait on it at
 /// `fence`). Runs until the workers' event channels close.
+/// With the host's `cache` (and the build it serves), tags a worker revalidates are
+/// recorded there before its responses pass the fence, so that every worker, and every
+/// host, has them before the revalidating request is answered.
 pub(crate) fn keep_current(
     events: Vec<SlotEvents>,
     assets: Option<Arc<Assets>>,
     fence: Arc<Fence>,
+    cache: Option<(Arc<Cache>, String)>,
 ) {
     for events in events {
-        tokio::spawn(apply(events, assets.clone(), fence.clone()));
+        tokio::spawn(apply(events, assets.clone(), fence.clone(), cache.clone()));
     }
 }
 
@@ -318,6 +350,7 @@ pub(crate) async fn follow_remote_changes(
         let change = CacheChange::RevalidateTag {
             tags: known.into_iter().map(|(tag, _)| tag).collect(),
             at: now_ms(),
+            states: Vec::new(),
         };
         let event = CacheEvent {
             generation: 0,
@@ -344,7 +377,11 @@ pub(crate) async fn follow_remote_changes(
                     namespace,
                     tags,
                     at,
-                } if namespace == build_id => CacheChange::RevalidateTag { tags, at },
+                } if namespace == build_id => CacheChange::RevalidateTag {
+                    tags,
+                    at,
+                    states: Vec::new(),
+                },
                 RemoteChange::Page {
                     namespace,
                     pathname,
@@ -358,6 +395,7 @@ pub(crate) async fn follow_remote_changes(
                     CacheChange::RevalidateTag {
                         tags: tags.into_iter().map(|(tag, _)| tag).collect(),
                         at: now_ms(),
+                        states: Vec::new(),
                     }
                 }
                 RemoteChange::Tags { .. } | RemoteChange::Page { .. } => continue,
@@ -371,18 +409,29 @@ pub(crate) async fn follow_remote_changes(
     });
 }
 
-async fn apply(events: SlotEvents, assets: Option<Arc<Assets>>, fence: Arc<Fence>) {
+async fn apply(
+    events: SlotEvents,
+    assets: Option<Arc<Assets>>,
+    fence: Arc<Fence>,
+    cache: Option<(Arc<Cache>, String)>,
+) {
     let SlotEvents {
         slot,
         mut received,
         applied,
     } = events;
     let mut progress = Applied::default();
-    while let Some(event) = received.recv().await {
+    while let Some(mut event) = received.recv().await {
         let number = match &event {
             WorkerEvent::Cache(event) => Some(event.generation),
             WorkerEvent::Restarted => None,
         };
+        if let (Some((cache, build_id)), WorkerEvent::Cache(event)) = (&cache, &mut event)
+            && let CacheChange::RevalidateTag { states, .. } = &mut event.change
+            && !states.is_empty()
+        {
+            cache.record_tags(build_id, std::mem::take(states)).await;
+        }
         if let Some(assets) = &assets {
             assets.apply(event).await;
         }

@@ -41,8 +41,9 @@ const DEFAULT_TTL: u64 = 14 * 24 * 3600;
 /// Changes the stream keeps (approximately) for hosts that reconnect.
 const STREAM_LENGTH: u64 = 100_000;
 
-/// Merges tag states into the tags hash: the later time of each field wins, so two hosts
-/// revalidating at once never move a tag back.
+/// Merges tag states into the tags hash as `store::merge` does: in Next 15 the later time,
+/// in Next 16 the later revalidation's fields (by `at`) over the earlier's, so two hosts
+/// revalidating at once agree, whatever order their writes arrive in.
 const MERGE_TAGS: &str = r"
 for i = 1, #ARGV, 2 do
   local state = cjson.decode(ARGV[i + 1])
@@ -52,9 +53,10 @@ for i = 1, #ARGV, 2 do
     if type(state) == 'number' and type(known) == 'number' then
       if known > state then state = known end
     elseif type(state) == 'table' and type(known) == 'table' then
-      for field, time in pairs(known) do
-        if state[field] == nil or state[field] < time then state[field] = time end
-      end
+      local earlier, later = known, state
+      if (state.at or 0) < (known.at or 0) then earlier, later = state, known end
+      for field, time in pairs(later) do earlier[field] = time end
+      state = earlier
     end
   end
   redis.call('HSET', KEYS[1], ARGV[i], cjson.encode(state))

@@ -161,7 +161,10 @@ impl CacheStore {
     }
 }
 
-/// Two states of one tag, merged: the later time of each field.
+/// Two states of one tag, merged as Next updates its tags manifest: in Next 15 a time, the
+/// later wins; in Next 16 an object of times, where the later revalidation's fields
+/// (ordered by `at`, the revalidation's time) replace the earlier's: an `updateTag` after a
+/// `revalidateTag(tag, profile)` moves `expired` back to now.
 fn merge(known: &Value, new: &Value) -> Value {
     match (known, new) {
         (Value::Number(a), Value::Number(b)) => {
@@ -172,16 +175,12 @@ fn merge(known: &Value, new: &Value) -> Value {
             }
         }
         (Value::Object(a), Value::Object(b)) => {
-            let mut merged = a.clone();
-            for (field, time) in b {
-                let later = match merged.get(field) {
-                    Some(old) => time.as_f64() > old.as_f64(),
-                    None => true,
-                };
-                if later {
-                    merged.insert(field.clone(), time.clone());
-                }
-            }
+            let at = |state: &serde_json::Map<String, Value>| {
+                state.get("at").and_then(Value::as_f64).unwrap_or(0.0)
+            };
+            let (earlier, later) = if at(b) >= at(a) { (a, b) } else { (b, a) };
+            let mut merged = earlier.clone();
+            merged.extend(later.clone());
             Value::Object(merged)
         }
         _ => new.clone(),
@@ -202,24 +201,24 @@ mod tests {
     }
 
     #[test]
-    fn tag_times_only_move_forward() {
+    fn the_later_revalidation_wins() {
         let store = CacheStore::new(1 << 20);
-        let (seq, changed) = store.record_tags(
-            "build",
-            vec![("a".into(), json!({"stale": 5, "expired": 9}))],
-        );
+        let tag = |state: serde_json::Value| vec![("a".to_owned(), state)];
+        let (seq, changed) =
+            store.record_tags("build", tag(json!({"at": 5, "stale": 5, "expired": 900})));
         assert_eq!((seq, changed.len()), (1, 1));
-        // Older times change nothing, and are not a change.
-        let (seq, changed) = store.record_tags("build", vec![("a".into(), json!({"stale": 3}))]);
+        // An earlier revalidation reported late changes nothing, and is not a change.
+        let (seq, changed) = store.record_tags("build", tag(json!({"at": 3, "stale": 3})));
         assert_eq!((seq, changed.len()), (1, 0));
-        let (seq, _) = store.record_tags(
-            "build",
-            vec![("a".into(), json!({"stale": 7})), ("b".into(), json!(4))],
-        );
-        assert_eq!(seq, 3);
+        // updateTag after revalidateTag(tag, 'max'): expired moves back to now.
+        let (seq, _) = store.record_tags("build", tag(json!({"at": 7, "expired": 7})));
+        assert_eq!(seq, 2);
+        // Next 15: the later time.
+        store.record_tags("build", vec![("b".into(), json!(4))]);
+        store.record_tags("build", vec![("b".into(), json!(2))]);
         let (_, since) = store.tags_since("build", 1);
         let since: HashMap<_, _> = since.into_iter().collect();
-        assert_eq!(since["a"], json!({"stale": 7, "expired": 9}));
+        assert_eq!(since["a"], json!({"at": 7, "stale": 5, "expired": 7}));
         assert_eq!(since["b"], json!(4));
         assert!(store.tags_since("other", 0).1.is_empty());
     }

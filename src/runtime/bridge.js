@@ -88,6 +88,8 @@ async function reportWrite(pathname, describe, write) {
 // the route modules' bundled copies all pick it that way. The bridge puts a subclass of the
 // handler in use there, which reports each `set` and `revalidateTag` through a hook.
 const CACHE_HOOK = Symbol.for('tower-next.cache-events');
+const HOST_TAGS_SEQ = Symbol.for('tower-next.host-tags-seq');
+const HOST_USE_CACHE_CHANGES = Symbol.for('tower-next.host-use-cache-changes');
 const NEXT_CACHE_HANDLERS = Symbol.for('@next/cache-handlers');
 
 function cacheHandlerSource(base) {
@@ -104,7 +106,7 @@ module.exports = class TowerNextCacheHandler extends Handler {
   async revalidateTag(...args) {
     const report = hook();
     if (!report) return super.revalidateTag(...args);
-    return report.revalidateTag(args[0], () => super.revalidateTag(...args));
+    return report.revalidateTag(args[0], args[1], () => super.revalidateTag(...args));
   }
 };
 `;
@@ -172,14 +174,18 @@ function installCacheEvents(config, nextDir) {
       }
       return reportWrite(pathnameOf(key), () => describeEntry(data, ctx), write);
     },
-    revalidateTag(tags, revalidate) {
+    revalidateTag(tags, durations, revalidate) {
       // Reported at once, before Next applies it and before the response of the request
       // that called it is sent (Next runs it alongside the response): from then on the
-      // host leaves the tagged pages to Next.
+      // host leaves the tagged pages to Next, and the host's cache has the tags' new
+      // states, which every worker reads before it answers from the cache.
+      const at = Date.now();
+      const revalidated = [].concat(tags).filter((t) => typeof t === 'string');
       emit(takeNumber(), {
         event: 'revalidate-tag',
-        at: Date.now(),
-        tags: [].concat(tags).filter((t) => typeof t === 'string'),
+        at,
+        tags: revalidated,
+        states: revalidated.map((tag) => [tag, tagState(at, durations)]),
       });
       return revalidate();
     },
@@ -195,6 +201,28 @@ function installCacheEvents(config, nextDir) {
 
 // The host cache names the page of a response entry it shares with other hosts.
 globalThis[Symbol.for('tower-next.pathname-of')] = pathnameOf;
+
+// A revalidated tag's state as Next records it in its tags manifest: the time in Next 15;
+// in Next 16, stale at once and expired after the profile's `expire`, or expired at once
+// (`updateTag`, or no profile), with `at`, the revalidation's time, which orders states
+// (see host-cache.js, applyTags).
+const TAGS_HAVE_STATES = (() => {
+  try {
+    const nextDir = path.dirname(require.resolve('next/package.json', { paths: [options.dir] }));
+    const tags = require(path.join(nextDir, 'dist/server/lib/incremental-cache/tags-manifest.external'));
+    return typeof tags.areTagsExpired === 'function';
+  } catch {
+    return false;
+  }
+})();
+
+function tagState(at, durations) {
+  if (!TAGS_HAVE_STATES) return at;
+  if (!durations) return { at, expired: at };
+  const state = { at, stale: at };
+  if (durations.expire !== undefined) state.expired = at + durations.expire * 1000;
+  return state;
+}
 
 // The page path of a response-cache key: `/route-cache/<kind>/<owner>/$/about` (Next 15.5)
 // or `/about`; `/index` stands for `/` (Next's normalizePagePath).
@@ -449,6 +477,13 @@ async function main() {
     }
     const render = req.headers[HEADER_PREFIX + 'render'];
     const query = req.headers[HEADER_PREFIX + 'query'];
+    // How many tag changes the host's cache has seen (see host-cache.js, refreshTags).
+    const tagsSeq = Number(req.headers[HEADER_PREFIX + 'tags-seq']);
+    if (tagsSeq > (globalThis[HOST_TAGS_SEQ] || 0)) globalThis[HOST_TAGS_SEQ] = tagsSeq;
+    const useCacheChanges = Number(req.headers[HEADER_PREFIX + 'use-cache-changes']);
+    if (useCacheChanges > (globalThis[HOST_USE_CACHE_CHANGES] || 0)) {
+      globalThis[HOST_USE_CACHE_CHANGES] = useCacheChanges;
+    }
     const notFound = req.headers[HEADER_PREFIX + 'not-found'];
     for (const name of Object.keys(req.headers)) {
       if (name.startsWith(HEADER_PREFIX)) delete req.headers[name];

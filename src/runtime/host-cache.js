@@ -48,6 +48,7 @@ function call(method, route, body, headers = {}) {
           resolve({
             status: response.statusCode,
             seq: Number(response.headers['x-tower-next-tags-seq'] || 0),
+            useCacheChanges: noteUseCacheChanges(response.headers['x-tower-next-use-cache-changes']),
             body: Buffer.concat(chunks),
           }),
         );
@@ -59,13 +60,22 @@ function call(method, route, body, headers = {}) {
   });
 }
 
+// How many times a 'use cache' entry changed in the host, as far as this worker knows (the
+// host says it with every request and every reply).
+const USE_CACHE_CHANGES = Symbol.for('tower-next.host-use-cache-changes');
+function noteUseCacheChanges(header) {
+  const changes = Number(header || 0);
+  if (changes > (globalThis[USE_CACHE_CHANGES] || 0)) globalThis[USE_CACHE_CHANGES] = changes;
+  return changes;
+}
+
 function entryRoute(kind, key) {
   return `/entry/${kind}/${encodeURIComponent(key)}`;
 }
 
 // The entry stored under `key`, decoded, or undefined. A store that cannot be reached,
 // or an entry that does not decode, is a miss: Next renders again.
-async function readEntry(kind, key) {
+async function readEntry(kind, key, seen) {
   let reply;
   try {
     reply = await call('GET', entryRoute(kind, key));
@@ -74,6 +84,7 @@ async function readEntry(kind, key) {
     return undefined;
   }
   await catchUp(reply.seq);
+  if (seen) seen.useCacheChanges = reply.useCacheChanges;
   if (reply.status !== 200) return undefined;
   try {
     const entry = v8.deserialize(reply.body);
@@ -85,7 +96,7 @@ async function readEntry(kind, key) {
 
 // Stores an entry; `ttl` (seconds) bounds how long a shared store keeps it; `pathname`
 // names the page of a response entry (other hosts' native answers leave it to Next).
-async function writeEntry(kind, key, entry, ttl, pathname) {
+async function writeEntry(kind, key, entry, ttl, pathname, seen) {
   const headers = {};
   if (pathname) headers['x-tower-next-pathname'] = encodeURI(pathname);
   if (typeof ttl === 'number' && ttl > 0 && Number.isFinite(ttl)) {
@@ -93,6 +104,7 @@ async function writeEntry(kind, key, entry, ttl, pathname) {
   }
   try {
     const reply = await call('PUT', entryRoute(kind, key), v8.serialize(entry), headers);
+    if (seen) seen.useCacheChanges = reply.useCacheChanges;
     if (reply.status >= 300) {
       console.error(`tower-next host cache: ${key} not stored: ${reply.body.toString('utf8').trim()}`);
     }
@@ -128,20 +140,23 @@ async function catchUp(seq) {
   }
 }
 
-// A tag's entry as some worker's Next recorded it: a time in Next 15, an object of times
-// (`stale`, `expired`) in Next 16. Times only move forward, in whatever order they arrive.
+// A tag's entry as some worker's Next recorded it: a time in Next 15 (the later wins), an
+// object of times (`stale`, `expired`) in Next 16, where the later revalidation's fields
+// replace the earlier's, as Next's own update does (`updateTag` after a `revalidateTag`
+// with a profile moves `expired` back to now). `at` orders them: the revalidation's time.
+function mergeTag(known, entry) {
+  if (typeof entry === 'number') {
+    return Math.max(typeof known === 'number' ? known : 0, entry);
+  }
+  if (!entry || typeof entry !== 'object') return known;
+  const before = known && typeof known === 'object' ? known : {};
+  return (entry.at ?? 0) >= (before.at ?? 0) ? { ...before, ...entry } : { ...entry, ...before };
+}
+
 function applyTags(entries) {
   for (const [tag, entry] of entries) {
-    const known = tagsManifest.get(tag);
-    if (typeof entry === 'number') {
-      tagsManifest.set(tag, Math.max(typeof known === 'number' ? known : 0, entry));
-    } else if (entry && typeof entry === 'object') {
-      const merged = { ...(known && typeof known === 'object' ? known : {}) };
-      for (const [field, time] of Object.entries(entry)) {
-        if (typeof time === 'number') merged[field] = Math.max(merged[field] ?? 0, time);
-      }
-      tagsManifest.set(tag, merged);
-    }
+    const merged = mergeTag(tagsManifest.get(tag), entry);
+    if (merged !== undefined) tagsManifest.set(tag, merged);
   }
 }
 
@@ -152,7 +167,7 @@ async function publishTags(revalidated, at) {
   if (revalidated.length === 0) return;
   const entries = revalidated.map((tag) => {
     const entry = tagsManifest.get(tag);
-    return [tag, typeof entry === 'object' && entry !== null ? entry : at];
+    return [tag, typeof entry === 'object' && entry !== null ? { ...entry, at } : at];
   });
   applyTags(entries);
   try {
@@ -238,12 +253,47 @@ function createUseCacheHandler() {
   // Sets under way in this worker: a get of the same key waits for them.
   const pendingSets = new Map();
   const now = () => performance.timeOrigin + performance.now();
+  // This worker's copies of the entries it read or wrote, each with the host's count of
+  // 'use cache' changes when it was taken. Next 16 stages a render by what resolves at
+  // once, as a read from its built-in in-memory handler does, so a read must not wait for
+  // the socket when it need not: while the count has not moved, the copy is the host's
+  // entry, and it answers.
+  const copies = new Map();
+  // A copy this worker is writing to the host: it answers until the write lands.
+  const WRITING = -1;
+  let copiedBytes = 0;
+  const COPIES_LIMIT = 16 * 1024 * 1024;
+  const forget = (cacheKey) => {
+    const copy = copies.get(cacheKey);
+    if (!copy) return;
+    copies.delete(cacheKey);
+    copiedBytes -= copy.entry.value.byteLength;
+  };
+  const keep = (cacheKey, entry, changes) => {
+    forget(cacheKey);
+    if (entry.value.byteLength > COPIES_LIMIT / 8) return;
+    copies.set(cacheKey, { entry, changes });
+    copiedBytes += entry.value.byteLength;
+    for (const [oldest] of copies) {
+      if (copiedBytes <= COPIES_LIMIT) break;
+      forget(oldest);
+    }
+  };
   return {
     async get(cacheKey) {
       const pending = pendingSets.get(cacheKey);
       if (pending) await pending;
-      const hosted = await readEntry('use-cache', cacheKey);
-      if (!hosted) return undefined;
+      const copy = copies.get(cacheKey);
+      let hosted;
+      if (copy && (copy.changes === WRITING || copy.changes === (globalThis[USE_CACHE_CHANGES] || 0))) {
+        hosted = copy.entry;
+      } else {
+        forget(cacheKey);
+        const seen = {};
+        hosted = await readEntry('use-cache', cacheKey, seen);
+        if (!hosted) return undefined;
+        keep(cacheKey, hosted, seen.useCacheChanges);
+      }
       const { value, ...entry } = hosted;
       if (entry.expire < 0 || now() > entry.timestamp + entry.revalidate * 1000) return undefined;
       if (tags.areTagsExpired(entry.tags, entry.timestamp)) return undefined;
@@ -252,32 +302,42 @@ function createUseCacheHandler() {
     },
     async set(cacheKey, pendingEntry) {
       let done;
-      pendingSets.set(cacheKey, new Promise((resolve) => (done = resolve)));
+      const pending = new Promise((resolve) => (done = resolve));
+      pendingSets.set(cacheKey, pending);
+      const release = () => {
+        if (pendingSets.get(cacheKey) === pending) pendingSets.delete(cacheKey);
+        done();
+      };
       try {
         const entry = await pendingEntry;
         // An `expire: 0` entry is dynamic: Next regenerates it on every read.
         if (entry.expire === 0) return;
         const value = await streamToBuffer(entry.value);
         const { value: _, ...metadata } = entry;
-        await writeEntry('use-cache', cacheKey, { ...metadata, value }, entry.expire);
+        const stored = { ...metadata, value };
+        // Reads of this worker have the entry now, as from Next's own memory; the host
+        // has it once the write lands.
+        keep(cacheKey, stored, WRITING);
+        release();
+        const seen = {};
+        await writeEntry('use-cache', cacheKey, stored, entry.expire, undefined, seen);
+        const copy = copies.get(cacheKey);
+        if (copy && copy.entry === stored) {
+          if (seen.useCacheChanges) keep(cacheKey, stored, seen.useCacheChanges);
+          else forget(cacheKey);
+        }
       } catch (err) {
         console.error('tower-next host cache: a use-cache entry was not stored:', err && err.message);
       } finally {
-        pendingSets.delete(cacheKey);
-        done();
+        release();
       }
     },
+    // Once per request, before its first 'use cache' read: catches up only when the host
+    // said (with the request) that tags changed, so that a read Next makes in a render is
+    // not delayed by the socket when nothing changed, as with its built-in handler.
     async refreshTags() {
-      try {
-        const reply = await call('GET', `/tags?since=${seenTags}`);
-        if (reply.status === 200) {
-          const changes = JSON.parse(reply.body.toString('utf8'));
-          applyTags(changes.tags);
-          seenTags = Math.max(seenTags, changes.seq);
-        }
-      } catch (err) {
-        console.error('tower-next host cache: tags not read:', err.message);
-      }
+      const known = globalThis[Symbol.for('tower-next.host-tags-seq')] || 0;
+      if (known > seenTags) await catchUp(known);
     },
     async getExpiration(revalidated) {
       let expiration = 0;

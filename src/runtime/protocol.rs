@@ -19,3 +19,13 @@ pub(crate) const CONTROL: HeaderName = HeaderName::from_static("x-tower-next-con
 pub(crate) const GENERATION: HeaderName = HeaderName::from_static("x-tower-next-generation");
 /// On worker responses of a pool: the length of the pool's cache journal then.
 pub(crate) const JOURNAL: HeaderName = HeaderName::from_static("x-tower-next-journal");
+
+/// Host to worker, on every request: how many tag changes the host's cache has seen, so
+/// that the worker's cache handlers catch up before a render reads the cache, and only
+/// when something changed (`host-cache.js`).
+pub(crate) const TAGS_SEQ: HeaderName = HeaderName::from_static("x-tower-next-tags-seq");
+
+/// Host to worker, on every request: how many times a `'use cache'` entry changed in the
+/// host's cache; a worker's copy of an entry is answered only while it has not moved.
+pub(crate) const USE_CACHE_CHANGES: HeaderName =
+    HeaderName::from_static("x-tower-next-use-cache-changes");

@@ -82,6 +82,42 @@ pub fn shapes_fixture() -> PathBuf {
         .clone()
 }
 
+/// The caching fixture (`tests/fixtures/caching`: ISR, on-demand pages, `notFound` and
+/// redirect results of `getStaticProps`, tagged data, a cached route handler, on-demand
+/// revalidation, on Next's default config) built with the fixture's Next.js, in
+/// `target/fixture-caching-<major>`.
+pub fn caching_fixture() -> PathBuf {
+    static READY: OnceLock<PathBuf> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let name = format!("caching-{}", next_major());
+            built_copy(&name, &repo().join("tests/fixtures/caching"), &[], None)
+        })
+        .clone()
+}
+
+/// The Cache Components fixture (`tests/fixtures/cache-components`: `cacheComponents: true`,
+/// `'use cache'`, Partial Prerendering) built with the fixture's Next.js, in
+/// `target/fixture-cache-components-<major>`; `None` before Next 16, which has no Cache
+/// Components.
+pub fn cache_components_fixture() -> Option<PathBuf> {
+    static READY: OnceLock<Option<PathBuf>> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let major = next_major();
+            (major >= 16).then(|| {
+                let name = format!("cache-components-{major}");
+                built_copy(
+                    &name,
+                    &repo().join("tests/fixtures/cache-components"),
+                    &[],
+                    None,
+                )
+            })
+        })
+        .clone()
+}
+
 /// The route-shape fixture built with `basePath: '/shop'` and `trailingSlash: true`, in
 /// `target/fixture-shapes-<major>-base`.
 pub fn shapes_base_path_fixture() -> PathBuf {

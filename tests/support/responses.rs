@@ -60,6 +60,11 @@ pub async fn send(
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
+    capture(request).await
+}
+
+/// Sends `request` (built by the caller, with a body for instance) and captures the answer.
+pub async fn capture(request: reqwest::RequestBuilder) -> Result<Captured, String> {
     let response = request.send().await.map_err(|err| format!("{err:?}"))?;
     let status = response.status().as_u16();
     let mut captured = BTreeMap::<String, Vec<String>>::new();
