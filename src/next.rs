@@ -562,7 +562,7 @@ impl App {
         let routes = Arc::new(RouteTable::load(dir, info, build.as_deref())?);
         let assets = match build {
             Some(build) if options.serve_natively => {
-                Assets::load(dir, info, build, routes.clone(), options.mark_native).map(Arc::new)
+                Assets::load(dir, info, build, routes.clone(), options).map(Arc::new)
             }
             _ => None,
         };

@@ -41,6 +41,7 @@ pub struct NextOptions {
     pub(crate) mark_native: bool,
     pub(crate) cache_size: u64,
     pub(crate) shared_cache: Option<String>,
+    pub(crate) brotli_budget: u64,
 }
 
 impl NextOptions {
@@ -72,6 +73,7 @@ impl NextOptions {
             mark_native: false,
             cache_size: 50 * 1024 * 1024,
             shared_cache: None,
+            brotli_budget: 0,
         }
     }
 
@@ -94,6 +96,17 @@ impl NextOptions {
     /// [`crate::Error::InvalidOptions`] for a URL that is not Redis's.
     pub fn shared_cache(mut self, url: impl Into<String>) -> Self {
         self.shared_cache = Some(url.into());
+        self
+    }
+
+    /// Opt-in brotli for hashed assets (`/_next/static`): a client that accepts `br` gets
+    /// the file compressed at brotli's highest quality, made in the background on the
+    /// file's first request and kept in memory, at most `budget_bytes` of them. `next start`
+    /// never sends brotli (its `compression` middleware knows gzip and deflate), so the
+    /// answers are then no longer byte-identical to its own: hence off by default (`0`).
+    /// Files are compressed only when they are compressible (by type) and smaller that way.
+    pub fn brotli(mut self, budget_bytes: u64) -> Self {
+        self.brotli_budget = budget_bytes;
         self
     }
 

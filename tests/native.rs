@@ -115,6 +115,77 @@ async fn raw_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, text)
 }
 
+/// Issue 13, item 6: opt-in brotli for hashed assets. Off by default (`next start` never
+/// sends it); on, a client that accepts `br` gets the file compressed once in the
+/// background, with the identity answer's headers, the encoding and `Vary`.
+#[tokio::test(flavor = "multi_thread")]
+async fn brotli_for_hashed_assets_only_when_opted_in() {
+    let brotli_get = |addr: SocketAddr, path: String| async move {
+        support::client()
+            .get(format!("http://{addr}{path}"))
+            .header("accept-encoding", "gzip, deflate, br, zstd")
+            .send()
+            .await
+            .unwrap()
+    };
+    let (next, addr) = start(support::options()).await;
+    let chunk = support::first_static_asset(&get(addr, "/", &[]).await.body);
+    for _ in 0..3 {
+        let answer = brotli_get(addr, chunk.clone()).await;
+        assert_ne!(
+            answer
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap()),
+            Some("br"),
+            "brotli without opting in"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    next.shutdown().await;
+
+    let (next, addr) = start(support::options().brotli(8 * 1024 * 1024)).await;
+    let identity = get(addr, &chunk, &[]).await;
+    let mut compressed = None;
+    for _ in 0..50 {
+        let answer = brotli_get(addr, chunk.clone()).await;
+        assert_eq!(answer.status(), StatusCode::OK);
+        if answer
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap())
+            == Some("br")
+        {
+            compressed = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let compressed = compressed.expect("a brotli answer within 5 s");
+    let headers = compressed.headers().clone();
+    assert_eq!(headers["cache-control"], identity.header("cache-control"));
+    assert_eq!(headers["content-type"], identity.header("content-type"));
+    assert_eq!(headers["etag"], identity.header("etag"));
+    assert!(
+        headers["vary"]
+            .to_str()
+            .unwrap()
+            .contains("Accept-Encoding"),
+        "{headers:?}"
+    );
+    let body = compressed.bytes().await.unwrap();
+    assert_eq!(headers["content-length"], body.len().to_string().as_str());
+    let mut plain = Vec::new();
+    brotli::BrotliDecompress(&mut &body[..], &mut plain).unwrap();
+    assert_eq!(plain, identity.body.as_bytes(), "brotli of another file");
+    assert!(body.len() < plain.len());
+    eprintln!("{chunk}: {} bytes, {} with brotli", plain.len(), body.len());
+    // A client without `br` gets next start's answer.
+    let plain_answer = get(addr, &chunk, &[("accept-encoding", "gzip")]).await;
+    assert_ne!(plain_answer.header("content-encoding"), "br");
+    next.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn hashed_assets_and_public_files_carry_nexts_headers() {
     let (next, addr) = start(support::options()).await;

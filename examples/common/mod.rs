@@ -125,7 +125,8 @@ pub async fn serve(app: axum::Router, next: Next) -> std::io::Result<()> {
 /// `NODE_ENV=production`, with `$WORKERS` Node.js workers (default: one per core).
 /// `TOWER_NEXT_NATIVE=off` sends every request to Node.js (for comparisons).
 /// `TOWER_NEXT_SHARED_CACHE=redis://host:port` shares the cache with every host serving
-/// the same build.
+/// the same build. `TOWER_NEXT_BROTLI=<MiB>` answers hashed assets with brotli to clients
+/// that accept it, keeping at most that much (off by default: not `next start`'s bytes).
 pub fn options() -> NextOptions {
     let dev = std::env::var("NODE_ENV").as_deref() != Ok("production");
     let dir = match std::env::var_os("NEXT_DIR") {
@@ -145,6 +146,11 @@ pub fn options() -> NextOptions {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0),
         ));
+    let brotli_mib: u64 = std::env::var("TOWER_NEXT_BROTLI")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let options = options.brotli(brotli_mib * 1024 * 1024);
     let options = match std::env::var("TOWER_NEXT_SHARED_CACHE") {
         Ok(url) if !url.is_empty() => options.shared_cache(url),
         _ => options,

@@ -19,6 +19,7 @@
 //! ([`crate::cache::CacheChange`]); [`Assets::apply`] keeps the pages current, so a
 //! native answer is never older than Next's.
 
+mod brotli;
 mod compressed;
 mod files;
 mod pages;
@@ -39,6 +40,7 @@ use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use percent_encoding::percent_decode_str;
 
+use brotli::BrotliAssets;
 use compressed::Compressed;
 pub(crate) use compressed::Learn;
 use files::{FileIndex, FileMatch};
@@ -140,6 +142,8 @@ pub(crate) struct Assets {
     /// The build's manifests, to read the pages again when a worker restarts.
     build: Arc<Manifests>,
     compressed: Arc<Compressed>,
+    /// Opt-in brotli bodies of hashed assets (`NextOptions::brotli`).
+    brotli: Option<Arc<BrotliAssets>>,
     mark: bool,
     stopped: AtomicBool,
 }
@@ -152,7 +156,7 @@ impl Assets {
         info: &AppInfo,
         build: Arc<Manifests>,
         routes: Arc<RouteTable>,
-        mark: bool,
+        options: &crate::NextOptions,
     ) -> Option<Assets> {
         if !build::native_answers_verified(&info.next_version) {
             tracing::info!(
@@ -206,7 +210,10 @@ impl Assets {
             dist_dir,
             build,
             compressed: Arc::default(),
-            mark,
+            brotli: (options.brotli_budget > 0).then(|| {
+                BrotliAssets::new(usize::try_from(options.brotli_budget).unwrap_or(usize::MAX))
+            }),
+            mark: options.mark_native,
             stopped: AtomicBool::new(false),
         })
     }
@@ -327,8 +334,16 @@ impl Assets {
     ) -> ControlFlow<Option<Answered>> {
         let answer = match self.files.find(rest) {
             FileMatch::Static(file) => {
-                files::serve_static(request, file, &self.settings, &self.compressed, learn)
-                    .map(|native| (native, "static"))
+                let brotli = self.brotli.as_ref();
+                files::serve_static(
+                    request,
+                    file,
+                    &self.settings,
+                    &self.compressed,
+                    brotli,
+                    learn,
+                )
+                .map(|native| (native, "static"))
             }
             FileMatch::Public(file) => {
                 files::serve_public(request, file, &self.settings, &self.compressed, learn)

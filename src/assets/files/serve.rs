@@ -15,6 +15,7 @@ use super::index::{MAX_MEMORY_FILE, PublicFile, Shape, Snapshot, StaticFile, Val
 use crate::{
     assets::{
         Native, Settings,
+        brotli::{self, BrotliAssets},
         compressed::{Compressed, Learn, VariantKey},
         response,
         semantics::{self, Encoding, RangeAnswer},
@@ -74,6 +75,7 @@ pub(in crate::assets) fn serve_static<B>(
     file: &StaticFile,
     settings: &Settings,
     compressed: &Arc<Compressed>,
+    brotli: Option<&Arc<BrotliAssets>>,
     learn: &mut Option<Learn>,
 ) -> Option<Native> {
     let headers = request.headers();
@@ -86,6 +88,22 @@ pub(in crate::assets) fn serve_static<B>(
         None => Source::Disk(file.path.clone()),
     };
     let key = VariantKey::file(&file.path, &file.validators.etag);
+    if plain
+        && let Source::Memory(bytes) = &source
+        && let Some(store) = brotli
+        && request.method() == Method::GET
+        && bytes.len() >= semantics::COMPRESSION_THRESHOLD
+        && crate::assets::compressible(&file.whole)
+        && brotli::accepts_brotli(headers)
+        && let Some(body) = store.body(&file.path, &file.validators.etag, bytes)
+    {
+        let headers = brotli::headers(&file.whole, body.len());
+        return Some(Native::ready(response(
+            StatusCode::OK,
+            headers,
+            Body::full(body),
+        )));
+    }
     if plain && let Source::Memory(bytes) = &source {
         // The common case, with headers prepared at start.
         match encoding_for(request, &file.whole, file.validators.len, settings) {
