@@ -381,6 +381,11 @@ impl Next {
             tracing::warn!(path = request.uri().path(), "path traversal refused");
             return Decision::Native(Native::Ready(assets::refuse_traversal()));
         }
+        // A client on a page of the previous build, during a reload's grace period: its
+        // workers answer (skew protection), not the new build's files.
+        if !self.shared.pool.is_current(request) {
+            return Decision::Node(None);
+        }
         match &self.shared.pool.current().app.assets {
             Some(assets) => assets.respond(request, reach),
             None => Decision::Node(None),

@@ -42,6 +42,7 @@ pub struct NextOptions {
     pub(crate) cache_size: u64,
     pub(crate) shared_cache: Option<String>,
     pub(crate) brotli_budget: u64,
+    pub(crate) previous_builds: usize,
 }
 
 impl NextOptions {
@@ -74,6 +75,7 @@ impl NextOptions {
             cache_size: 50 * 1024 * 1024,
             shared_cache: None,
             brotli_budget: 0,
+            previous_builds: 2,
         }
     }
 
@@ -107,6 +109,14 @@ impl NextOptions {
     /// Files are compressed only when they are compressible (by type) and smaller that way.
     pub fn brotli(mut self, budget_bytes: u64) -> Self {
         self.brotli_budget = budget_bytes;
+        self
+    }
+
+    /// How many previous builds may still be served at once after quick successive
+    /// reloads (each during its [`NextOptions::reload_grace`]); past it, the oldest stops
+    /// at once, so memory stays bounded. Default: 2.
+    pub fn previous_builds(mut self, count: usize) -> Self {
+        self.previous_builds = count;
         self
     }
 
@@ -269,7 +279,9 @@ impl NextOptions {
 
     /// After [`crate::Next::reload`], how long the previous build's workers keep serving
     /// that build's `/_next/static` files and `/_next/data` routes, so that pages loaded
-    /// before the reload can still load their assets. Default 60 s.
+    /// before the reload can still load their assets, and, when next.config sets
+    /// `deploymentId`, every request of its clients (`x-deployment-id` on RSC requests and
+    /// Server Actions, `?dpl=` on assets: skew protection). Default 60 s.
     pub fn reload_grace(mut self, grace: Duration) -> Self {
         self.reload_grace = grace;
         self

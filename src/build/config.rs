@@ -67,6 +67,10 @@ pub(crate) struct ResolvedConfig {
     /// request must carry the `_rsc` hash of its router headers, or Next redirects it.
     #[serde(default)]
     pub validate_rsc_request_headers: bool,
+    /// `deploymentId`: Next's client sends it with RSC requests and Server Actions
+    /// (`x-deployment-id`) and adds it to asset URLs (`?dpl=`).
+    #[serde(default)]
+    pub deployment_id: Option<String>,
 }
 
 /// next.config's `i18n`: the parts route ownership acts on.

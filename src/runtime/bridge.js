@@ -563,6 +563,7 @@ async function main() {
         output: config.output || null,
         expireTime: typeof config.expireTime === 'number' ? config.expireTime : null,
         validateRscRequestHeaders: !!(config.experimental && config.experimental.validateRSCRequestHeaders),
+        deploymentId: config.deploymentId || null,
         partialPrerendering: !!(config.experimental && (config.experimental.ppr || config.experimental.cacheComponents || config.experimental.dynamicIO)) || !!config.cacheComponents,
       },
       cacheEvents,

@@ -96,6 +96,28 @@ pub fn caching_fixture() -> PathBuf {
         .clone()
 }
 
+/// The caching fixture built with `deploymentId: id`, as one release of a deployment (skew
+/// protection), in `target/fixture-caching-<major>-<id>`.
+pub fn deployment_fixture(id: &str) -> PathBuf {
+    static READY: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut ready = READY.lock().unwrap();
+    if let Some((_, dir)) = ready.iter().find(|(known, _)| known == id) {
+        return dir.clone();
+    }
+    let name = format!("caching-{}-{id}", next_major());
+    let config = format!(
+        "module.exports = {{\n  ...require('./next.config.base.js'),\n  deploymentId: {id:?},\n}};\n"
+    );
+    let dir = built_copy(
+        &name,
+        &repo().join("tests/fixtures/caching"),
+        &[],
+        Some(&config),
+    );
+    ready.push((id.to_owned(), dir.clone()));
+    dir
+}
+
 /// The Cache Components fixture (`tests/fixtures/cache-components`: `cacheComponents: true`,
 /// `'use cache'`, Partial Prerendering) built with the fixture's Next.js, in
 /// `target/fixture-cache-components-<major>`; `None` before Next 16, which has no Cache

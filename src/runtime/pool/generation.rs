@@ -56,6 +56,14 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
             retiring.push(previous.clone());
             shared.has_retiring.store(true, Ordering::Release);
             tokio::spawn(retire(Arc::downgrade(&self.shared), previous));
+            // Memory stays bounded under quick successive reloads: past the limit, the
+            // oldest previous builds stop now (their clients fall back to the new build).
+            let limit = shared.options.previous_builds.max(1);
+            while retiring.len() > limit {
+                let oldest = retiring.remove(0);
+                tracing::info!(build = %oldest.info.build_id, "more previous builds than NextOptions::previous_builds allows; stopping the oldest now");
+                tokio::spawn(async move { stop(&oldest).await });
+            }
         }
         shared.room.notify_waiters();
         if shared.closing.load(Ordering::Acquire) {

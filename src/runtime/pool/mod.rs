@@ -285,7 +285,7 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
     /// Sends a request (made by `proxy::prepare`) to a worker and returns its
     /// response, whose body keeps the worker's slot taken until it has been sent.
     pub(crate) async fn forward(&self, request: Request<Body>) -> Response<Body> {
-        let pinned = self.previous_build_for(request.uri().path());
+        let pinned = self.previous_build_for(&request);
         let lease = match self.lease(pinned).await {
             Ok(lease) => lease,
             Err(refusal) => return refusal.response(),
@@ -337,14 +337,28 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
         }
     }
 
-    /// During a reload's grace period: the previous generation, for a request of an asset
-    /// or data route that only the previous build has.
-    fn previous_build_for(&self, path: &str) -> Option<Arc<Generation<A>>> {
+    /// During a reload's grace period: the previous generation, for a request of a client
+    /// still on a page of the previous build (skew protection): one that carries the
+    /// previous deployment's id (`x-deployment-id`, or `?dpl=`), or asks for an asset or
+    /// data route that only the previous build has.
+    pub(crate) fn previous_build_for<B>(&self, request: &Request<B>) -> Option<Arc<Generation<A>>> {
         if !self.shared.has_retiring.load(Ordering::Acquire) {
             return None;
         }
         let current = self.shared.current.load();
-        let asked = BuildPath::of(path, &current.info.config.base_path)?;
+        if let Some(id) = deployment_id(request)
+            && current.info.config.deployment_id.as_deref() != Some(id)
+        {
+            let retiring = self.shared.retiring.lock().expect("retiring lock");
+            let previous = retiring
+                .iter()
+                .rev()
+                .find(|g| g.info.config.deployment_id.as_deref() == Some(id));
+            if let Some(previous) = previous {
+                return Some(previous.clone());
+            }
+        }
+        let asked = BuildPath::of(request.uri().path(), &current.info.config.base_path)?;
         let retiring = self.shared.retiring.lock().expect("retiring lock");
         match asked {
             BuildPath::Data { build_id } => retiring
@@ -361,6 +375,12 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
                 retiring.iter().rev().find(|g| has(g)).cloned()
             }
         }
+    }
+
+    /// Whether a request may be answered from the current build: not while it belongs
+    /// to a previous deployment that is still served.
+    pub(crate) fn is_current<B>(&self, request: &Request<B>) -> bool {
+        self.previous_build_for(request).is_none()
     }
 
     fn mark_unreachable(&self, slot: &Slot) {
@@ -513,4 +533,19 @@ impl Drop for Queued<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// The deployment a request says it belongs to: Next's client sends `x-deployment-id` with
+/// RSC requests and Server Actions, and adds `?dpl=` to asset URLs, when next.config sets
+/// `deploymentId`.
+fn deployment_id<B>(request: &Request<B>) -> Option<&str> {
+    if let Some(id) = request.headers().get("x-deployment-id") {
+        return id.to_str().ok().filter(|id| !id.is_empty());
+    }
+    request
+        .uri()
+        .query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("dpl="))
+        .filter(|id| !id.is_empty())
 }
