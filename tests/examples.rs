@@ -144,6 +144,12 @@ async fn axum_layer() {
     // Issue 13, item 1: request durations by route and responder, at /metrics. One page
     // is one route however many URLs it serves; Rust's own routes carry axum's route;
     // a request is counted once (the 404 above went through the layer and the fallback).
+    let _ = get(&client, server.addr, "/blog/hello").await;
+    let chunk = support::first_static_asset(&about.body);
+    assert_eq!(
+        get(&client, server.addr, &chunk).await.status,
+        StatusCode::OK
+    );
     let metrics = get(&client, server.addr, "/metrics").await;
     assert_eq!(metrics.status, StatusCode::OK);
     let count = |labels: &[&str]| -> Option<u64> {
@@ -247,6 +253,22 @@ async fn axum_layer_limits() {
     for handle in slow {
         assert!(handle.await.unwrap(), "a slow client was not disconnected");
     }
+
+    // An idle keep-alive connection is closed once the header-read timeout passes
+    // without a new request (hyper starts it while waiting for the next head).
+    let mut idle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    idle.write_all(b"GET /about HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 64 * 1024];
+    let read = idle.read(&mut answer).await.unwrap();
+    assert!(answer[..read].starts_with(b"HTTP/1.1 200"));
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(6), idle.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "an idle keep-alive connection was still open 6 s after its answer"
+    );
 }
 
 #[tokio::test]

@@ -40,14 +40,20 @@ async fn answered_by(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Option<u64> {
-    let before = [handled(next, 0), handled(next, 1)];
     let mut request = support::client().get(format!("http://{addr}{path}"));
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
+    sent_to(next, request).await
+}
+
+/// Sends `request` (expecting 200) and says which generation answered it.
+async fn sent_to(next: &Next, request: reqwest::RequestBuilder) -> Option<u64> {
+    let before = [handled(next, 0), handled(next, 1)];
     let response = request.send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{path} {headers:?}");
-    let _ = response.bytes().await;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    assert_eq!(status, StatusCode::OK, "{}", &body[..body.len().min(300)]);
     let after = [handled(next, 0), handled(next, 1)];
     (0..2).find(|&g| after[g] > before[g]).map(|g| g as u64)
 }
@@ -81,8 +87,32 @@ async fn requests_of_the_previous_deployment_reach_its_workers_during_the_grace_
         .unwrap();
     assert!(page.contains("dpl=one"), "no ?dpl=one in the page");
 
+    // The Server Action of a form on a page of release one, as its client calls it.
+    let form = support::client()
+        .get(format!("http://{addr}/action"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let action = support::hidden_inputs(&form)
+        .into_iter()
+        .find_map(|(name, _)| name.strip_prefix("$ACTION_ID_").map(str::to_owned))
+        .expect("the form's action id");
+
     point(&current, &two);
     next.reload().await.expect("reload onto release two");
+
+    // The action, called after the reload by the client still on release one's page.
+    let call = support::client()
+        .post(format!("http://{addr}/action"))
+        .header("next-action", &action)
+        .header("x-deployment-id", "one")
+        .header("accept", "text/x-component")
+        .header("content-type", "text/plain;charset=UTF-8")
+        .body("[]");
+    assert_eq!(sent_to(&next, call).await, Some(0), "the Server Action");
 
     let rsc = [("rsc", "1")];
     // An RSC navigation from an old page: the old workers, even for a page Rust would
