@@ -41,6 +41,9 @@ async fn main() -> std::io::Result<()> {
         let mut stop = connections.clone();
         tokio::spawn(async move {
             // Limits as in the other examples: Node's header count, a header-read timeout.
+            if !common::request_started(&stream).await {
+                return;
+            }
             let builder = common::http_builder();
             // With upgrades: Next's dev-mode HMR WebSocket goes through here too.
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);

@@ -434,17 +434,17 @@ async fn report_pool(shared: std::sync::Weak<Shared>) {
 async fn keep_native_answers_current(pool: &WorkerPool<App>) {
     let generation = pool.current().clone();
     if let Some(cache) = pool.cache() {
-        cache.open_build(&generation.info.build_id).await;
+        cache.open_build(&generation.info.cache_namespace()).await;
     }
     cache::keep_current(
         generation.take_events(),
         generation.app.assets.clone(),
         generation.fence().clone(),
         pool.cache()
-            .map(|cache| (cache.clone(), generation.info.build_id.clone())),
+            .map(|cache| (cache.clone(), generation.info.cache_namespace())),
     );
     if let (Some(cache), Some(assets)) = (pool.cache(), &generation.app.assets) {
-        cache::follow_remote_changes(cache, &generation.info.build_id, assets).await;
+        cache::follow_remote_changes(cache, &generation.info.cache_namespace(), assets).await;
     }
 }
 

@@ -254,6 +254,20 @@ async fn axum_layer_limits() {
         assert!(handle.await.unwrap(), "a slow client was not disconnected");
     }
 
+    // A connection that sends nothing, or only part of a first line (the protocol is not
+    // known yet), is closed after the timeout too.
+    for start in [&b""[..], &b"P"[..]] {
+        let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        silent.write_all(start).await.unwrap();
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(6), silent.read_to_end(&mut rest)).await;
+        assert!(
+            closed.is_ok(),
+            "a connection that sent {start:?} was still open after 6 s"
+        );
+    }
+
     // An idle keep-alive connection is closed once the header-read timeout passes
     // without a new request (hyper starts it while waiting for the next head).
     let mut idle = tokio::net::TcpStream::connect(server.addr).await.unwrap();

@@ -101,8 +101,36 @@ async fn requests_of_the_previous_deployment_reach_its_workers_during_the_grace_
         .find_map(|(name, _)| name.strip_prefix("$ACTION_ID_").map(str::to_owned))
         .expect("the form's action id");
 
+    // A page rendered on demand by release one, now in the cache.
+    let stamp = |page: &str| {
+        let at = page.find("stamp:").expect("a render stamp") + "stamp:".len();
+        page[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+    };
+    let gamma = |addr: SocketAddr| async move {
+        support::client()
+            .get(format!("http://{addr}/article/gamma"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let rendered_by_one = stamp(&gamma(addr).await);
+    assert_eq!(stamp(&gamma(addr).await), rendered_by_one, "cached");
+
     point(&current, &two);
     next.reload().await.expect("reload onto release two");
+    // Release two never answers release one's cache entry (Next 16 gives both builds the
+    // same build id when `deploymentId` is set: the cache is scoped by both).
+    assert_ne!(
+        stamp(&gamma(addr).await),
+        rendered_by_one,
+        "release two answered release one's cached page"
+    );
 
     // The action, called after the reload by the client still on release one's page.
     let call = support::client()

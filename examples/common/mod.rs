@@ -16,13 +16,18 @@ pub fn init_tracing() {
         .init();
 }
 
-/// `127.0.0.1:$PORT`, default 3000.
+/// `$HOST:$PORT`, default `127.0.0.1:3000` (in a container, `HOST=0.0.0.0` so that the
+/// orchestrator's probes reach it).
 pub fn address() -> SocketAddr {
     let port = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
-    SocketAddr::from(([127, 0, 0, 1], port))
+    let host = std::env::var("HOST")
+        .ok()
+        .and_then(|h| h.parse::<std::net::IpAddr>().ok())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    SocketAddr::new(host, port)
 }
 
 /// The most request headers a connection may send, as Node's HTTP server counts them
@@ -52,7 +57,34 @@ pub fn http_builder() -> hyper_util::server::conn::auto::Builder<hyper_util::rt:
         .max_headers(MAX_HEADERS)
         .header_read_timeout(header_read_timeout())
         .timer(hyper_util::rt::TokioTimer::new());
+    // HTTP/2 has no header-read timeout: a connection whose client stops answering pings
+    // is closed instead.
     builder
+        .http2()
+        .keep_alive_interval(Some(header_read_timeout()))
+        .keep_alive_timeout(header_read_timeout())
+        .timer(hyper_util::rt::TokioTimer::new());
+    builder
+}
+
+/// Waits, at most the header-read timeout, until the client has sent enough to tell
+/// HTTP/1 from HTTP/2 (a line, or HTTP/2's 24-byte preface): the protocol detection
+/// itself waits without a limit, so a client that sends nothing, or a few bytes, would
+/// hold the connection forever. `false`: close it.
+pub async fn request_started(stream: &tokio::net::TcpStream) -> bool {
+    let wait = async {
+        let mut start = [0u8; 24];
+        loop {
+            match stream.peek(&mut start).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) if n == start.len() || start[..n].contains(&b'\n') => return true,
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+    };
+    tokio::time::timeout(header_read_timeout(), wait)
+        .await
+        .unwrap_or(false)
 }
 
 /// The next connection, with `TCP_NODELAY` as Node's HTTP server sets it (otherwise
@@ -100,12 +132,17 @@ pub async fn serve(app: axum::Router, next: Next) -> std::io::Result<()> {
                     request
                 });
         let service = hyper_util::service::TowerToHyperService::new(app);
-        let connection = builder
-            .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
-            .into_owned();
-        let connection = connections.watch(connection);
+        let builder = builder.clone();
+        let watcher = connections.watcher();
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            if !request_started(&stream).await {
+                tracing::debug!(%peer, "no request within the header-read timeout; closed");
+                return;
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(err) = watcher.watch(connection).await {
                 tracing::debug!(error = %err, "connection ended with an error");
             }
         });

@@ -25,6 +25,19 @@ pub(crate) struct AppInfo {
     pub cache_events: bool,
 }
 
+impl AppInfo {
+    /// The space the build's cache entries and tags live in: the build id, with the
+    /// `deploymentId` when set. Next 16 gives every build the same id when `deploymentId`
+    /// is set without `generateBuildId`, so the id alone would mix two releases' entries.
+    /// The bridge names it the same way (`installHostCache`).
+    pub(crate) fn cache_namespace(&self) -> String {
+        match &self.config.deployment_id {
+            Some(deployment) => format!("{}@{deployment}", self.build_id),
+            None => self.build_id.clone(),
+        }
+    }
+}
+
 /// The parts of the resolved next.config that the Rust side acts on.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

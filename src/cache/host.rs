@@ -5,6 +5,8 @@
 //!   shared store keeps it; `x-tower-next-pathname`: the page, for a response entry),
 //!   413 when it is larger than the store allows;
 //! - `POST /v1/<build>/tags`: records `[[tag, state], …]` as Next recorded them;
+//! - `GET /v1/<build>/use-cache?since=<n>`: `{ "seq": n, "complete": bool, "keys": […] }`,
+//!   the `'use cache'` keys changed after change `n` (complete: no other entry changed);
 //! - `GET /v1/<build>/tags?since=<n>`: `{ "seq": n, "tags": [[tag, state], …] }`, the tags
 //!   changed after change `n`.
 //!
@@ -132,21 +134,14 @@ async fn answer(cache: &Cache, request: Request<Incoming>) -> Response<Full<Byte
                 }
             }
         }
+        (&Method::GET, Some("use-cache"), None, None) => {
+            let since = since(&request);
+            let (seq, complete, keys) = cache.use_cache_changes_since(&namespace, since);
+            json(&serde_json::json!({ "seq": seq, "complete": complete, "keys": keys }))
+        }
         (&Method::GET, Some("tags"), None, None) => {
-            let since = request
-                .uri()
-                .query()
-                .and_then(|q| q.strip_prefix("since="))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            let (seq, tags) = cache.tags_since(&namespace, since);
-            let body = serde_json::json!({ "seq": seq, "tags": tags }).to_string();
-            let mut response = Response::new(Full::new(Bytes::from(body)));
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            response
+            let (seq, tags) = cache.tags_since(&namespace, since(&request));
+            json(&serde_json::json!({ "seq": seq, "tags": tags }))
         }
         _ => plain(StatusCode::NOT_FOUND, "unknown cache call"),
     };
@@ -157,6 +152,25 @@ async fn answer(cache: &Cache, request: Request<Incoming>) -> Response<Full<Byte
     response.headers_mut().insert(
         "x-tower-next-use-cache-changes",
         http::HeaderValue::from(cache.use_cache_changes()),
+    );
+    response
+}
+
+/// `?since=<n>`, 0 when absent.
+fn since<B>(request: &Request<B>) -> u64 {
+    request
+        .uri()
+        .query()
+        .and_then(|q| q.strip_prefix("since="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn json(value: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
     );
     response
 }

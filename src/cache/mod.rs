@@ -47,10 +47,22 @@ pub(crate) struct Cache {
     remote: broadcast::Sender<RemoteChange>,
     /// The socket server, and the tasks that follow and feed the shared store.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// Changes to `'use cache'` entries so far: a worker answers from its own copy of an
-    /// entry only while this has not moved since it took the copy.
+    /// Changes to `'use cache'` entries so far, and the latest of them: workers copy the
+    /// entries changed since they last looked before they render (`host-cache.js`).
     use_cache_changes: AtomicU64,
+    use_cache_log: Mutex<UseCacheLog>,
 }
+
+/// The latest changes to `'use cache'` entries, numbered.
+#[derive(Default)]
+struct UseCacheLog {
+    changes: std::collections::VecDeque<(u64, EntryKey)>,
+    /// Changes up to this one are no longer listed.
+    forgotten: u64,
+}
+
+/// Changes listed for workers that catch up; one further behind copies nothing.
+const USE_CACHE_LOG: usize = 4096;
 
 /// An entry to write through to the shared store.
 struct Write {
@@ -119,6 +131,7 @@ impl Cache {
             remote: broadcast::channel(1024).0,
             tasks: Mutex::default(),
             use_cache_changes: AtomicU64::new(0),
+            use_cache_log: Mutex::default(),
         });
         let mut tasks = vec![host::serve(Arc::downgrade(&cache), socket)?];
         if let (Some(shared), Some(mut writes)) = (shared, writes) {
@@ -202,9 +215,6 @@ impl Cache {
         pathname: Option<String>,
     ) -> Result<(), String> {
         self.seen(&key.namespace);
-        if key.kind == USE_CACHE {
-            self.use_cache_changes.fetch_add(1, Ordering::AcqRel);
-        }
         if let Err(err) = self.local.put(key.clone(), value.clone()) {
             tracing::warn!(
                 size = err.size,
@@ -215,6 +225,9 @@ impl Cache {
                 "entry of {} bytes, larger than the cache allows ({} bytes)",
                 err.size, err.limit
             ));
+        }
+        if key.kind == USE_CACHE {
+            self.use_cache_changed(Some(key.clone()));
         }
         if let Some(writes) = &self.write_through
             && writes
@@ -252,6 +265,42 @@ impl Cache {
         self.local.tags_since(namespace, since)
     }
 
+    /// Counts a change to the `'use cache'` entry `key` (`None`: to every entry).
+    fn use_cache_changed(&self, key: Option<EntryKey>) {
+        let mut log = self.use_cache_log.lock().expect("log lock");
+        let seq = self.use_cache_changes.fetch_add(1, Ordering::AcqRel) + 1;
+        match key {
+            Some(key) => log.changes.push_back((seq, key)),
+            None => {
+                log.changes.clear();
+                log.forgotten = seq;
+            }
+        }
+        while log.changes.len() > USE_CACHE_LOG {
+            if let Some((seq, _)) = log.changes.pop_front() {
+                log.forgotten = seq;
+            }
+        }
+    }
+
+    /// The `'use cache'` keys of `namespace` changed after change `since`, the current
+    /// count, and whether the list is complete: not when changes were forgotten, nor with
+    /// a shared store (whose entries from other hosts this host has not all seen).
+    fn use_cache_changes_since(&self, namespace: &str, since: u64) -> (u64, bool, Vec<String>) {
+        let log = self.use_cache_log.lock().expect("log lock");
+        let seq = self.use_cache_changes.load(Ordering::Acquire);
+        let complete = since >= log.forgotten && self.shared.is_none();
+        let mut keys: Vec<String> = log
+            .changes
+            .iter()
+            .filter(|(changed, key)| *changed > since && key.namespace == namespace)
+            .map(|(_, key)| key.key.clone())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        (seq, complete, keys)
+    }
+
     /// How many times a `'use cache'` entry changed (see `use_cache_changes`).
     pub(crate) fn use_cache_changes(&self) -> u64 {
         self.use_cache_changes.load(Ordering::Acquire)
@@ -277,7 +326,7 @@ impl Cache {
     /// An entry another host replaced: read again from the shared store when asked.
     fn forget(&self, key: &EntryKey, pathname: Option<String>) {
         if key.kind == USE_CACHE {
-            self.use_cache_changes.fetch_add(1, Ordering::AcqRel);
+            self.use_cache_changed(Some(key.clone()));
         }
         self.local.remove(key);
         if let Some(pathname) = pathname {
@@ -289,7 +338,7 @@ impl Cache {
     }
 
     fn forget_all(&self) {
-        self.use_cache_changes.fetch_add(1, Ordering::AcqRel);
+        self.use_cache_changed(None);
         self.local.clear();
         let _ = self.remote.send(RemoteChange::Resync);
     }

@@ -10,7 +10,7 @@ use std::{
 use bytes::Bytes;
 use serde_json::Value;
 
-/// Entries of one build (its id, or `deploymentId`) never meet another build's.
+/// Entries of one build (its id, with its `deploymentId`) never meet another build's.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct EntryKey {
     /// The build the entry belongs to.

@@ -115,6 +115,8 @@ module.exports = class TowerNextCacheHandler extends Handler {
 // Puts the host's cache in use: the incremental handler unless next.config names one, and
 // the 'use cache' handlers unless one is registered already (next.config's cacheHandlers
 // are set by Next after this, over these).
+let hostCacheModule = null;
+
 function installHostCache(config, namespace) {
   let hostCache;
   try {
@@ -129,6 +131,7 @@ function installHostCache(config, namespace) {
     );
     return;
   }
+  hostCacheModule = hostCache;
   if (!config.cacheHandler) config.cacheHandler = options.hostCache.handler;
   const registered = globalThis[NEXT_CACHE_HANDLERS];
   if (hostCache.useCache && !(registered && registered.DefaultCache)) {
@@ -423,7 +426,11 @@ async function main() {
   // incremental cache and, on Next 16, its 'use cache' handlers. An app with its own
   // cacheHandler or cacheHandlers keeps them: making them shared is their job.
   const cacheHandlerBefore = config.cacheHandler;
-  if (options.hostCache) installHostCache(config, buildId);
+  // Next 16 gives every build the same id when deploymentId is set without
+  // generateBuildId: the deployment names the space too (AppInfo::cache_namespace).
+  if (options.hostCache) {
+    installHostCache(config, config.deploymentId ? `${buildId}@${config.deploymentId}` : buildId);
+  }
   // Native responses need to know of every change to Next's response cache: a subclass
   // of the configured handler (the shared one above, the app's own, or Next's) reports it.
   const cacheEvents = installCacheEvents(config, nextDir);
@@ -498,21 +505,25 @@ async function main() {
         return writeHead.apply(this, arguments);
       };
     }
-    let work;
-    try {
+    const dispatch = () => {
       const parsedUrl = parse(req.url, true);
-      if (notFound) {
-        work = app.render404(req, res, parsedUrl);
-      } else if (render) {
+      if (notFound) return app.render404(req, res, parsedUrl);
+      if (render) {
         // Next builds the page's URL from parsedUrl.search when present, ignoring `query`.
         const renderQuery = querystring.parse(query || '');
         const renderUrl = { ...parsedUrl, search: null, path: null, href: null, query: renderQuery };
-        work = app.render(req, res, render, renderQuery, renderUrl);
-      } else {
-        // Next parses the URL itself, as under `next start`: Node's legacy url.parse()
-        // turns backslashes into slashes, and Next would not redirect them (308) then.
-        work = handle(req, res);
+        return app.render(req, res, render, renderQuery, renderUrl);
       }
+      // Next parses the URL itself, as under `next start`: Node's legacy url.parse()
+      // turns backslashes into slashes, and Next would not redirect them (308) then.
+      return handle(req, res);
+    };
+    let work;
+    try {
+      // The 'use cache' entries other workers changed, copied here before Next renders
+      // (see host-cache.js): only when the host's count moved.
+      const synced = hostCacheModule && hostCacheModule.syncUseCache(useCacheChanges);
+      work = synced ? synced.then(dispatch) : dispatch();
     } catch (err) {
       work = Promise.reject(err);
     }

@@ -253,16 +253,21 @@ function createUseCacheHandler() {
   // Sets under way in this worker: a get of the same key waits for them.
   const pendingSets = new Map();
   const now = () => performance.timeOrigin + performance.now();
-  // This worker's copies of the entries it read or wrote, each with the host's count of
-  // 'use cache' changes when it was taken. Next 16 stages a render by what resolves at
-  // once, as a read from its built-in in-memory handler does, so a read must not wait for
-  // the socket when it need not: while the count has not moved, the copy is the host's
-  // entry, and it answers.
+  // This worker's copies of the host's 'use cache' entries. Next 16 stages a render by
+  // what resolves at once, as a read from its built-in in-memory handler does, so a read
+  // must not wait for the socket: before a request is rendered, the entries changed since
+  // the worker last looked (the host counts changes, and sends the count with every
+  // request) are copied here (`sync`). While the worker is in step with the count, its
+  // copies are the host's entries and answer; a key it has no copy of is not in the host.
   const copies = new Map();
+  let synced = 0;
+  let syncing = null;
   // A copy this worker is writing to the host: it answers until the write lands.
   const WRITING = -1;
   let copiedBytes = 0;
-  const COPIES_LIMIT = 16 * 1024 * 1024;
+  // Whether every entry of the host is copied here (a copy evicted or too large: no).
+  let complete = true;
+  const COPIES_LIMIT = 32 * 1024 * 1024;
   const forget = (cacheKey) => {
     const copy = copies.get(cacheKey);
     if (!copy) return;
@@ -271,22 +276,59 @@ function createUseCacheHandler() {
   };
   const keep = (cacheKey, entry, changes) => {
     forget(cacheKey);
-    if (entry.value.byteLength > COPIES_LIMIT / 8) return;
+    if (entry.value.byteLength > COPIES_LIMIT / 8) {
+      // Not copied: reads of it go to the host.
+      complete = false;
+      return;
+    }
     copies.set(cacheKey, { entry, changes });
     copiedBytes += entry.value.byteLength;
     for (const [oldest] of copies) {
       if (copiedBytes <= COPIES_LIMIT) break;
       forget(oldest);
+      complete = false;
     }
   };
-  return {
+  const inStep = () => synced >= (globalThis[USE_CACHE_CHANGES] || 0);
+  // Copies the entries changed since `synced`, up to the host's count `target`.
+  const sync = (target) => {
+    if (target <= synced) return undefined;
+    if (!syncing) {
+      syncing = (async () => {
+        const reply = await call('GET', `/use-cache?since=${synced}`);
+        if (reply.status !== 200) return;
+        const changes = JSON.parse(reply.body.toString('utf8'));
+        if (!changes.complete) {
+          for (const key of [...copies.keys()]) forget(key);
+          complete = false;
+        }
+        await Promise.all(
+          changes.keys.map(async (encoded) => {
+            const cacheKey = decodeURIComponent(encoded);
+            const hosted = await readEntry('use-cache', cacheKey);
+            if (hosted) keep(cacheKey, hosted, changes.seq);
+            else forget(cacheKey);
+          }),
+        );
+        synced = Math.max(synced, changes.seq);
+      })()
+        .catch((err) => console.error("tower-next host cache: 'use cache' entries not copied:", err.message))
+        .finally(() => {
+          syncing = null;
+        });
+    }
+    return syncing;
+  };
+  const handler = {
     async get(cacheKey) {
       const pending = pendingSets.get(cacheKey);
       if (pending) await pending;
       const copy = copies.get(cacheKey);
       let hosted;
-      if (copy && (copy.changes === WRITING || copy.changes === (globalThis[USE_CACHE_CHANGES] || 0))) {
+      if (copy && (copy.changes === WRITING || inStep())) {
         hosted = copy.entry;
+      } else if (!copy && inStep() && complete) {
+        return undefined;
       } else {
         forget(cacheKey);
         const seen = {};
@@ -326,6 +368,8 @@ function createUseCacheHandler() {
           if (seen.useCacheChanges) keep(cacheKey, stored, seen.useCacheChanges);
           else forget(cacheKey);
         }
+        // This write alone moved the count: still in step.
+        if (seen.useCacheChanges === synced + 1) synced = seen.useCacheChanges;
       } catch (err) {
         console.error('tower-next host cache: a use-cache entry was not stored:', err && err.message);
       } finally {
@@ -362,7 +406,12 @@ function createUseCacheHandler() {
       await publishTags(revalidated, at);
     },
   };
+  return { handler, sync };
 }
 
 module.exports = TowerNextHostCache;
-module.exports.useCache = createUseCacheHandler();
+const useCache = createUseCacheHandler();
+module.exports.useCache = useCache && useCache.handler;
+// Called by the bridge before a request is rendered: a promise when entries are copied
+// first, else undefined.
+module.exports.syncUseCache = (target) => (useCache ? useCache.sync(target) : undefined);

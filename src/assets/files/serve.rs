@@ -91,18 +91,20 @@ pub(in crate::assets) fn serve_static<B>(
     if plain
         && let Source::Memory(bytes) = &source
         && let Some(store) = brotli
-        && request.method() == Method::GET
+        && (request.method() == Method::GET || request.method() == Method::HEAD)
         && bytes.len() >= semantics::COMPRESSION_THRESHOLD
         && crate::assets::compressible(&file.whole)
         && brotli::accepts_brotli(headers)
         && let Some(body) = store.body(&file.path, &file.validators.etag, bytes)
     {
         let headers = brotli::headers(&file.whole, body.len());
-        return Some(Native::ready(response(
-            StatusCode::OK,
-            headers,
-            Body::full(body),
-        )));
+        // HEAD: the headers GET would have.
+        let body = if request.method() == Method::HEAD {
+            Body::empty()
+        } else {
+            Body::full(body)
+        };
+        return Some(Native::ready(response(StatusCode::OK, headers, body)));
     }
     if plain && let Source::Memory(bytes) = &source {
         // The common case, with headers prepared at start.
