@@ -256,7 +256,7 @@ async fn axum_layer_limits() {
 
     // A connection that sends nothing, or only part of a first line (the protocol is not
     // known yet), is closed after the timeout too.
-    for start in [&b""[..], &b"P"[..]] {
+    for start in [&b""[..], &b"P"[..], &b"PRI * HTTP/2.0\r\n"[..]] {
         let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
         silent.write_all(start).await.unwrap();
         let mut rest = Vec::new();

@@ -246,6 +246,68 @@ async fn corrupt_entries_in_the_store_are_ignored() {
     b_next.shutdown().await;
 }
 
+/// With `deploymentId` the cache's space is `<build id>@<deployment>`: another host's
+/// changes in that space reach this host's native answers too (the store's stream names
+/// the space percent-encoded, as the workers send it).
+#[tokio::test(flavor = "multi_thread")]
+async fn hosts_of_a_release_with_a_deployment_id_share_revalidations() {
+    let _turn = TURN.lock().await;
+    let redis = RedisServer::start(support::free_port());
+    let dir = support::deployment_fixture("one");
+    let (a_next, a) = host(NextOptions::new(&dir), &redis.url()).await;
+    let (b_next, b) = host(NextOptions::new(&dir), &redis.url()).await;
+    // Pages Router, rendered on demand (`fallback: 'blocking'`); `res.revalidate` writes
+    // the new page without revalidating a tag.
+    const PAGE: &str = "/product/3";
+    let stamp = |page: &str| {
+        let at = page.find("stamp:").expect("a render stamp") + "stamp:".len();
+        page[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+    };
+    // Rendered on demand by A, then answered by A natively, and by B.
+    let first = stamp(&get(a, PAGE).await.body);
+    let mut native = false;
+    for _ in 0..50 {
+        let answer = get(a, PAGE).await;
+        assert_eq!(stamp(&answer.body), first);
+        if answer.native.is_some() {
+            native = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(native, "A never answered its page natively");
+    assert_eq!(stamp(&get(b, PAGE).await.body), first, "B rendered again");
+
+    // Revalidated on B: A's native answer steps aside, and A answers B's new page.
+    let revalidated = send(
+        reqwest::Method::POST,
+        b,
+        &format!("/api/revalidate-page?path={PAGE}"),
+    )
+    .await;
+    assert_eq!(revalidated.status, StatusCode::OK, "{}", revalidated.body);
+    let on_b = stamp(&get(b, PAGE).await.body);
+    assert_ne!(on_b, first, "B: the old page after res.revalidate");
+    let start = Instant::now();
+    loop {
+        let on_a = stamp(&get(a, PAGE).await.body);
+        if on_a != first {
+            assert_eq!(on_a, on_b, "A rendered the page again");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "A still answers the old page 10 s after B revalidated it"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a_next.shutdown().await;
+    b_next.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_store_url_that_is_not_redis_is_refused() {
     let Err(err) = Next::prepare(support::options().shared_cache("http://example.com")).await

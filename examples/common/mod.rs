@@ -23,10 +23,13 @@ pub fn address() -> SocketAddr {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
-    let host = std::env::var("HOST")
-        .ok()
-        .and_then(|h| h.parse::<std::net::IpAddr>().ok())
-        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let host = match std::env::var("HOST") {
+        Ok(host) => host.parse::<std::net::IpAddr>().unwrap_or_else(|_| {
+            eprintln!("HOST={host:?}: not an IP address (e.g. 0.0.0.0 or 127.0.0.1)");
+            std::process::exit(2);
+        }),
+        Err(_) => std::net::IpAddr::from([127, 0, 0, 1]),
+    };
     SocketAddr::new(host, port)
 }
 
@@ -77,7 +80,11 @@ pub async fn request_started(stream: &tokio::net::TcpStream) -> bool {
         loop {
             match stream.peek(&mut start).await {
                 Ok(0) | Err(_) => return false,
-                Ok(n) if n == start.len() || start[..n].contains(&b'\n') => return true,
+                // HTTP/2's preface starts with a line too: it is complete at 24 bytes.
+                Ok(n) if n == start.len() => return true,
+                Ok(n) if !start.starts_with(b"PRI ") && start[..n].contains(&b'\n') => {
+                    return true;
+                }
                 Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
             }
         }

@@ -79,7 +79,11 @@ async fn answer(cache: &Cache, request: Request<Incoming>) -> Response<Full<Byte
     let (Some("v1"), Some(namespace)) = (parts.next(), parts.next()) else {
         return plain(StatusCode::NOT_FOUND, "unknown cache format");
     };
-    let namespace = namespace.to_owned();
+    // The worker percent-encodes it (`build@deployment`); the rest of the host uses the
+    // decoded name (`AppInfo::cache_namespace`).
+    let namespace = percent_encoding::percent_decode_str(namespace)
+        .decode_utf8_lossy()
+        .into_owned();
     let mut response = match (request.method(), parts.next(), parts.next(), parts.next()) {
         (&Method::GET, Some("entry"), Some(kind), Some(key)) => {
             let key = entry_key(namespace, kind, key);

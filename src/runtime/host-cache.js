@@ -48,7 +48,7 @@ function call(method, route, body, headers = {}) {
           resolve({
             status: response.statusCode,
             seq: Number(response.headers['x-tower-next-tags-seq'] || 0),
-            useCacheChanges: noteUseCacheChanges(response.headers['x-tower-next-use-cache-changes']),
+            useCacheChanges: Number(response.headers['x-tower-next-use-cache-changes'] || 0),
             body: Buffer.concat(chunks),
           }),
         );
@@ -61,12 +61,11 @@ function call(method, route, body, headers = {}) {
 }
 
 // How many times a 'use cache' entry changed in the host, as far as this worker knows (the
-// host says it with every request and every reply).
+// host says it with every request and every reply to a read; a reply to this worker's own
+// write says it too, but that change is this worker's own, and already copied).
 const USE_CACHE_CHANGES = Symbol.for('tower-next.host-use-cache-changes');
-function noteUseCacheChanges(header) {
-  const changes = Number(header || 0);
+function noteUseCacheChanges(changes) {
   if (changes > (globalThis[USE_CACHE_CHANGES] || 0)) globalThis[USE_CACHE_CHANGES] = changes;
-  return changes;
 }
 
 function entryRoute(kind, key) {
@@ -84,6 +83,7 @@ async function readEntry(kind, key, seen) {
     return undefined;
   }
   await catchUp(reply.seq);
+  noteUseCacheChanges(reply.useCacheChanges);
   if (seen) seen.useCacheChanges = reply.useCacheChanges;
   if (reply.status !== 200) return undefined;
   try {
@@ -262,6 +262,8 @@ function createUseCacheHandler() {
   const copies = new Map();
   let synced = 0;
   let syncing = null;
+  // Counts of this worker's own writes not yet passed by `synced`.
+  const ownChanges = new Set();
   // A copy this worker is writing to the host: it answers until the write lands.
   const WRITING = -1;
   let copiedBytes = 0;
@@ -311,6 +313,8 @@ function createUseCacheHandler() {
           }),
         );
         synced = Math.max(synced, changes.seq);
+        for (const own of ownChanges) if (own <= synced) ownChanges.delete(own);
+        noteUseCacheChanges(changes.seq);
       })()
         .catch((err) => console.error("tower-next host cache: 'use cache' entries not copied:", err.message))
         .finally(() => {
@@ -368,8 +372,10 @@ function createUseCacheHandler() {
           if (seen.useCacheChanges) keep(cacheKey, stored, seen.useCacheChanges);
           else forget(cacheKey);
         }
-        // This write alone moved the count: still in step.
-        if (seen.useCacheChanges === synced + 1) synced = seen.useCacheChanges;
+        // Changes that are this worker's own writes need no copying: past them, the worker
+        // is still in step.
+        if (seen.useCacheChanges > synced) ownChanges.add(seen.useCacheChanges);
+        while (ownChanges.has(synced + 1)) ownChanges.delete(++synced);
       } catch (err) {
         console.error('tower-next host cache: a use-cache entry was not stored:', err && err.message);
       } finally {
