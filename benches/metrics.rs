@@ -90,14 +90,7 @@ async fn main() {
         .await
         .expect("prepare the fixture");
     let addr = support::serve(Router::new().fallback_service(next.service())).await;
-    let home = support::client()
-        .get(format!("http://{addr}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = support::page_text(addr, "/").await;
     let chunk = support::first_static_asset(&home);
 
     println!("\n{}", common::machine());

@@ -77,25 +77,11 @@ async fn requests_of_the_previous_deployment_reach_its_workers_during_the_grace_
     let addr = support::serve(Router::new().fallback_service(next.service())).await;
 
     // A page of release one: its assets carry `?dpl=one`.
-    let page = support::client()
-        .get(format!("http://{addr}/tagged"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = support::page_text(addr, "/tagged").await;
     assert!(page.contains("dpl=one"), "no ?dpl=one in the page");
 
     // The Server Action of a form on a page of release one, as its client calls it.
-    let form = support::client()
-        .get(format!("http://{addr}/action"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let form = support::page_text(addr, "/action").await;
     let action = support::hidden_inputs(&form)
         .into_iter()
         .find_map(|(name, _)| name.strip_prefix("$ACTION_ID_").map(str::to_owned))
@@ -109,16 +95,7 @@ async fn requests_of_the_previous_deployment_reach_its_workers_during_the_grace_
             .take_while(char::is_ascii_digit)
             .collect::<String>()
     };
-    let gamma = |addr: SocketAddr| async move {
-        support::client()
-            .get(format!("http://{addr}/article/gamma"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let gamma = |addr: SocketAddr| async move { support::page_text(addr, "/article/gamma").await };
     let rendered_by_one = stamp(&gamma(addr).await);
     assert_eq!(stamp(&gamma(addr).await), rendered_by_one, "cached");
 

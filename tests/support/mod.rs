@@ -616,6 +616,18 @@ pub async fn serve_axum_layer(next: &Next) -> SocketAddr {
     .await
 }
 
+/// The body of `GET http://{addr}{path}`, as text (whatever the status).
+pub async fn page_text(addr: SocketAddr, path: &str) -> String {
+    client()
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("GET {path}: {err}"))
+        .text()
+        .await
+        .unwrap()
+}
+
 /// An HTTP client that shows responses as they are: no redirects followed, no
 /// decompression, no proxy.
 pub fn client() -> reqwest::Client {
