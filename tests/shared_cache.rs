@@ -259,13 +259,7 @@ async fn hosts_of_a_release_with_a_deployment_id_share_revalidations() {
     // Pages Router, rendered on demand (`fallback: 'blocking'`); `res.revalidate` writes
     // the new page without revalidating a tag.
     const PAGE: &str = "/product/3";
-    let stamp = |page: &str| {
-        let at = page.find("stamp:").expect("a render stamp") + "stamp:".len();
-        page[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-    };
+    let stamp = support::render_stamp;
     // Rendered on demand by A, then answered by A natively, and by B.
     let first = stamp(&get(a, PAGE).await.body);
     let mut native = false;

@@ -88,13 +88,7 @@ async fn requests_of_the_previous_deployment_reach_its_workers_during_the_grace_
         .expect("the form's action id");
 
     // A page rendered on demand by release one, now in the cache.
-    let stamp = |page: &str| {
-        let at = page.find("stamp:").expect("a render stamp") + "stamp:".len();
-        page[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-    };
+    let stamp = support::render_stamp;
     let gamma = |addr: SocketAddr| async move { support::page_text(addr, "/article/gamma").await };
     let rendered_by_one = stamp(&gamma(addr).await);
     assert_eq!(stamp(&gamma(addr).await), rendered_by_one, "cached");

@@ -616,6 +616,16 @@ pub async fn serve_axum_layer(next: &Next) -> SocketAddr {
     .await
 }
 
+/// The render stamp of a caching-fixture page (`stamp:<digits>`, see
+/// `tests/fixtures/caching/lib/stamp.js`).
+pub fn render_stamp(page: &str) -> String {
+    let at = page.find("stamp:").expect("a render stamp") + "stamp:".len();
+    page[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect()
+}
+
 /// The body of `GET http://{addr}{path}`, as text (whatever the status).
 pub async fn page_text(addr: SocketAddr, path: &str) -> String {
     client()
