@@ -302,6 +302,43 @@ async fn hosts_of_a_release_with_a_deployment_id_share_revalidations() {
     b_next.shutdown().await;
 }
 
+/// Next 16 `'use cache'`: an entry one host filled before another host started is that
+/// host's too (one `next start` would answer the cached value), and the starting host's
+/// worker copies it before it renders (it lists the store's keys).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_use_cache_entry_is_shared_with_a_host_that_starts_later() {
+    let Some(dir) = support::cache_components_fixture() else {
+        eprintln!("skipped: Cache Components need Next 16");
+        return;
+    };
+    let _turn = TURN.lock().await;
+    let redis = RedisServer::start(support::free_port());
+    const PAGE: &str = "/after-connection";
+    let (a_next, a) = host(NextOptions::new(&dir), &redis.url()).await;
+    let on_a = get(a, PAGE).await;
+    assert_eq!(on_a.status, StatusCode::OK, "{}", on_a.body);
+    assert_eq!(get(a, PAGE).await.stamp(), on_a.stamp(), "A: not cached");
+    // Written through in the background: B starts once the store has it.
+    let start = Instant::now();
+    let (b_next, b) = loop {
+        let (b_next, b) = host(NextOptions::new(&dir), &redis.url()).await;
+        let on_b = get(b, PAGE).await;
+        if on_b.stamp() == on_a.stamp() {
+            break (b_next, b);
+        }
+        b_next.shutdown().await;
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "B renders its own 'use cache' value, not A's"
+        );
+    };
+    for _ in 0..5 {
+        assert_eq!(get(b, PAGE).await.stamp(), on_a.stamp(), "B: not cached");
+    }
+    a_next.shutdown().await;
+    b_next.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_store_url_that_is_not_redis_is_refused() {
     let Err(err) = Next::prepare(support::options().shared_cache("http://example.com")).await

@@ -5,8 +5,9 @@
 //!   shared store keeps it; `x-tower-next-pathname`: the page, for a response entry),
 //!   413 when it is larger than the store allows;
 //! - `POST /v1/<build>/tags`: records `[[tag, state], …]` as Next recorded them;
-//! - `GET /v1/<build>/use-cache?since=<n>`: `{ "seq": n, "complete": bool, "keys": […] }`,
-//!   the `'use cache'` keys changed after change `n` (complete: no other entry changed);
+//! - `GET /v1/<build>/use-cache?since=<n>`: `{ "seq", "reset", "complete", "keys" }`,
+//!   the `'use cache'` keys changed after change `n`, or every key when those changes are
+//!   no longer listed (`reset`); `complete`: no key that is not listed has an entry;
 //! - `GET /v1/<build>/tags?since=<n>`: `{ "seq": n, "tags": [[tag, state], …] }`, the tags
 //!   changed after change `n`.
 //!
@@ -140,8 +141,8 @@ async fn answer(cache: &Cache, request: Request<Incoming>) -> Response<Full<Byte
         }
         (&Method::GET, Some("use-cache"), None, None) => {
             let since = since(&request);
-            let (seq, complete, keys) = cache.use_cache_changes_since(&namespace, since);
-            json(&serde_json::json!({ "seq": seq, "complete": complete, "keys": keys }))
+            let changes = cache.use_cache_changes_since(&namespace, since).await;
+            json(&serde_json::to_value(changes).unwrap_or_default())
         }
         (&Method::GET, Some("tags"), None, None) => {
             let (seq, tags) = cache.tags_since(&namespace, since(&request));

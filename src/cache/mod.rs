@@ -61,8 +61,20 @@ struct UseCacheLog {
     forgotten: u64,
 }
 
-/// Changes listed for workers that catch up; one further behind copies nothing.
+/// Changes listed for workers that catch up; one further behind copies every entry
+/// again, when there are at most this many.
 const USE_CACHE_LOG: usize = 4096;
+
+/// The answer to a worker's `GET /use-cache?since=` (see `Cache::use_cache_changes_since`).
+#[derive(serde::Serialize)]
+struct UseCacheChanges {
+    /// The count of changes the keys bring the worker to.
+    seq: u64,
+    /// Whether the worker drops its copies first (the keys are all there are, not changes).
+    reset: bool,
+    complete: bool,
+    keys: Vec<String>,
+}
 
 /// An entry to write through to the shared store.
 struct Write {
@@ -96,7 +108,7 @@ pub(crate) enum RemoteChange {
 const WRITE_THROUGH_QUEUE: usize = 1024;
 
 /// The kind of Next 16's `'use cache'` entries (the bridge's name).
-const USE_CACHE: &str = "use-cache";
+pub(super) const USE_CACHE: &str = "use-cache";
 
 impl Cache {
     /// A cache of at most `capacity_bytes` of entries, served to the workers on `socket`,
@@ -155,6 +167,9 @@ impl Cache {
     pub(crate) async fn open_build(&self, build_id: &str) {
         self.seen(build_id);
         let Some(shared) = &self.shared else { return };
+        // Other hosts' 'use cache' entries are in the store and in no change this host
+        // logged: workers start by listing every key there is.
+        self.use_cache_changed(None);
         match tokio::time::timeout(Duration::from_secs(1), shared.read_tags(build_id)).await {
             Ok(Ok(states)) => {
                 self.local.record_tags(build_id, states);
@@ -283,22 +298,51 @@ impl Cache {
         }
     }
 
-    /// The `'use cache'` keys of `namespace` changed after change `since`, the current
-    /// count, and whether the list is complete: not when changes were forgotten, nor with
-    /// a shared store (whose entries from other hosts this host has not all seen).
-    fn use_cache_changes_since(&self, namespace: &str, since: u64) -> (u64, bool, Vec<String>) {
-        let log = self.use_cache_log.lock().expect("log lock");
-        let seq = self.use_cache_changes.load(Ordering::Acquire);
-        let complete = since >= log.forgotten && self.shared.is_none();
-        let mut keys: Vec<String> = log
-            .changes
-            .iter()
-            .filter(|(changed, key)| *changed > since && key.namespace == namespace)
-            .map(|(_, key)| key.key.clone())
-            .collect();
-        keys.sort();
-        keys.dedup();
-        (seq, complete, keys)
+    /// What a worker copies to be in step with this host's `'use cache'` entries of
+    /// `namespace`, having seen changes up to `since`: the keys changed since then, or,
+    /// when those are no longer listed (and at a worker's start with a shared store), every
+    /// key there is (`reset`). `complete` says whether the keys are all there are: a key
+    /// not listed then has no entry; otherwise (the shared store did not answer, or holds
+    /// too many keys to copy) the worker asks the host for keys it has no copy of.
+    async fn use_cache_changes_since(&self, namespace: &str, since: u64) -> UseCacheChanges {
+        let (seq, mut keys) = {
+            let log = self.use_cache_log.lock().expect("log lock");
+            let seq = self.use_cache_changes.load(Ordering::Acquire);
+            let listed = since.max(log.forgotten);
+            let keys: BTreeSet<String> = log
+                .changes
+                .iter()
+                .filter(|(changed, key)| *changed > listed && key.namespace == namespace)
+                .map(|(_, key)| key.key.clone())
+                .collect();
+            if since >= log.forgotten {
+                return UseCacheChanges {
+                    seq,
+                    reset: false,
+                    complete: true,
+                    keys: keys.into_iter().collect(),
+                };
+            }
+            (seq, keys)
+        };
+        keys.extend(self.local.keys_of(namespace, USE_CACHE));
+        let mut complete = true;
+        if let Some(shared) = &self.shared {
+            match shared.use_cache_keys(namespace).await {
+                Some(stored) => keys.extend(stored),
+                None => complete = false,
+            }
+        }
+        if keys.len() > USE_CACHE_LOG {
+            keys.clear();
+            complete = false;
+        }
+        UseCacheChanges {
+            seq,
+            reset: true,
+            complete,
+            keys: keys.into_iter().collect(),
+        }
     }
 
     /// How many times a `'use cache'` entry changed (see `use_cache_changes`).
@@ -355,7 +399,7 @@ pub(crate) fn check_store_url(url: &str) -> Result<(), String> {
         .map_err(|err| format!("shared_cache({url:?}): not a Redis URL: {err}"))
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

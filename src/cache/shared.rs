@@ -28,7 +28,7 @@ use redis::{AsyncConnectionConfig, Client, aio::ConnectionManager, streams::Stre
 use serde_json::Value;
 
 use super::{
-    Cache, Write,
+    Cache, USE_CACHE, Write, now_ms,
     store::{EntryKey, TagStates},
 };
 
@@ -113,6 +113,13 @@ impl SharedStore {
         format!("{PREFIX}{namespace}:tags")
     }
 
+    /// The `'use cache'` keys of a build the store holds, each scored with the time (unix
+    /// seconds) its entry expires: a host lists them to its workers (see
+    /// `Cache::use_cache_changes_since`).
+    fn use_cache_index_key(namespace: &str) -> String {
+        format!("{PREFIX}{namespace}:use-cache-keys")
+    }
+
     fn stream_key() -> String {
         format!("{PREFIX}changes")
     }
@@ -158,14 +165,29 @@ impl SharedStore {
         }
         let mut connection = self.writes.clone();
         let data = serde_json::json!({ "kind": key.kind, "key": key.key, "pathname": pathname });
+        let ttl = ttl.unwrap_or(DEFAULT_TTL).clamp(1, DEFAULT_TTL);
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("SET")
             .arg(Self::entry_key(&key))
             .arg(value.as_ref())
             .arg("EX")
-            .arg(ttl.unwrap_or(DEFAULT_TTL).clamp(1, DEFAULT_TTL))
+            .arg(ttl)
             .ignore();
+        if key.kind == USE_CACHE {
+            let index = Self::use_cache_index_key(&key.namespace);
+            let now = now_ms() / 1000;
+            pipe.cmd("ZADD")
+                .arg(&index)
+                .arg(now + ttl)
+                .arg(&key.key)
+                .ignore()
+                .cmd("ZREMRANGEBYSCORE")
+                .arg(&index)
+                .arg("-inf")
+                .arg(now)
+                .ignore();
+        }
         self.announce(&mut pipe, &key.namespace, "entry", &data);
         let write = pipe.query_async::<()>(&mut connection);
         match tokio::time::timeout(STORE_TIMEOUT * 10, write).await {
@@ -193,6 +215,32 @@ impl SharedStore {
             .arg("data")
             .arg(data.to_string())
             .ignore();
+    }
+
+    /// The `'use cache'` keys of `namespace` whose entries the store holds, or `None` when
+    /// it cannot say (unreachable, not in step, too slow).
+    pub(crate) async fn use_cache_keys(&self, namespace: &str) -> Option<Vec<String>> {
+        if !self.synced() {
+            return None;
+        }
+        let mut connection = self.writes.clone();
+        let mut command = redis::cmd("ZRANGEBYSCORE");
+        command
+            .arg(Self::use_cache_index_key(namespace))
+            .arg(now_ms() / 1000)
+            .arg("+inf");
+        let read = command.query_async::<Vec<String>>(&mut connection);
+        match tokio::time::timeout(STORE_TIMEOUT, read).await {
+            Ok(Ok(keys)) => Some(keys),
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "shared cache: 'use cache' keys not listed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("shared cache: listing 'use cache' keys timed out");
+                None
+            }
+        }
     }
 
     /// Every tag of `namespace` the store has.

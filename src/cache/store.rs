@@ -97,6 +97,15 @@ impl CacheStore {
         Ok(())
     }
 
+    /// The keys of `namespace`'s entries of `kind` this store holds.
+    pub(crate) fn keys_of(&self, namespace: &str, kind: &str) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|(key, _)| key.namespace == namespace && key.kind == kind)
+            .map(|(key, _)| key.key.clone())
+            .collect()
+    }
+
     /// Forgets an entry (another host replaced it).
     pub(crate) fn remove(&self, key: &EntryKey) {
         self.entries.invalidate(key);

@@ -523,7 +523,10 @@ async function main() {
       // The 'use cache' entries other workers changed, copied here before Next renders
       // (see host-cache.js): only when the host's count moved.
       const synced = hostCacheModule && hostCacheModule.syncUseCache(useCacheChanges);
-      work = synced ? synced.then(dispatch) : dispatch();
+      const render = hostCacheModule
+        ? () => hostCacheModule.renderWithChanges(useCacheChanges, dispatch)
+        : dispatch;
+      work = synced ? synced.then(render) : render();
     } catch (err) {
       work = Promise.reject(err);
     }

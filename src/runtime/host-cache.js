@@ -14,6 +14,7 @@
 // The module exports the incremental handler class, with the `'use cache'` handler as
 // `useCache` (undefined before Next 16).
 
+const { AsyncLocalStorage } = require('async_hooks');
 const http = require('http');
 const path = require('path');
 const v8 = require('v8');
@@ -60,13 +61,14 @@ function call(method, route, body, headers = {}) {
   });
 }
 
-// How many times a 'use cache' entry changed in the host, as far as this worker knows (the
-// host says it with every request and every reply to a read; a reply to this worker's own
-// write says it too, but that change is this worker's own, and already copied).
+// How many times a 'use cache' entry had changed in the host when the request being
+// rendered reached this worker (the host sends the count with every request). A render
+// reads from copies in step with that count: a change another worker makes later is
+// concurrent with the render, and one `next start` process could also have read the
+// value before it. Outside a request, the highest count any request brought.
 const USE_CACHE_CHANGES = Symbol.for('tower-next.host-use-cache-changes');
-function noteUseCacheChanges(changes) {
-  if (changes > (globalThis[USE_CACHE_CHANGES] || 0)) globalThis[USE_CACHE_CHANGES] = changes;
-}
+const requestChanges = new AsyncLocalStorage();
+const useCacheChangesRequired = () => requestChanges.getStore() ?? (globalThis[USE_CACHE_CHANGES] || 0);
 
 function entryRoute(kind, key) {
   return `/entry/${kind}/${encodeURIComponent(key)}`;
@@ -83,7 +85,6 @@ async function readEntry(kind, key, seen) {
     return undefined;
   }
   await catchUp(reply.seq);
-  noteUseCacheChanges(reply.useCacheChanges);
   if (seen) seen.useCacheChanges = reply.useCacheChanges;
   if (reply.status !== 200) return undefined;
   try {
@@ -267,7 +268,8 @@ function createUseCacheHandler() {
   // A copy this worker is writing to the host: it answers until the write lands.
   const WRITING = -1;
   let copiedBytes = 0;
-  // Whether every entry of the host is copied here (a copy evicted or too large: no).
+  // Whether every entry of the host is copied here (a copy evicted or too large, or a
+  // listing the host could not complete: no, and keys without a copy are read from it).
   let complete = true;
   const COPIES_LIMIT = 32 * 1024 * 1024;
   const forget = (cacheKey) => {
@@ -291,18 +293,20 @@ function createUseCacheHandler() {
       complete = false;
     }
   };
-  const inStep = () => synced >= (globalThis[USE_CACHE_CHANGES] || 0);
+  const inStep = () => synced >= useCacheChangesRequired();
   // Copies the entries changed since `synced`, up to the host's count `target`.
   const sync = (target) => {
     if (target <= synced) return undefined;
     if (!syncing) {
       syncing = (async () => {
         const reply = await call('GET', `/use-cache?since=${synced}`);
-        if (reply.status !== 200) return;
+        if (reply.status !== 200) return false;
         const changes = JSON.parse(reply.body.toString('utf8'));
-        if (!changes.complete) {
+        // The host no longer lists the changes since `synced` (or it shares a store this
+        // worker has not listed yet): its keys are every entry there is.
+        if (changes.reset) {
           for (const key of [...copies.keys()]) forget(key);
-          complete = false;
+          complete = changes.complete;
         }
         await Promise.all(
           changes.keys.map(async (encoded) => {
@@ -314,14 +318,19 @@ function createUseCacheHandler() {
         );
         synced = Math.max(synced, changes.seq);
         for (const own of ownChanges) if (own <= synced) ownChanges.delete(own);
-        noteUseCacheChanges(changes.seq);
+        return true;
       })()
-        .catch((err) => console.error("tower-next host cache: 'use cache' entries not copied:", err.message))
+        .catch((err) => {
+          console.error("tower-next host cache: 'use cache' entries not copied:", err.message);
+          return false;
+        })
         .finally(() => {
           syncing = null;
         });
     }
-    return syncing;
+    // A copy under way may have started before this count: then one more follows it (not
+    // after a failure: reads then go to the host).
+    return syncing.then((copied) => (copied && synced < target ? sync(target) : undefined));
   };
   const handler = {
     async get(cacheKey) {
@@ -421,3 +430,6 @@ module.exports.useCache = useCache && useCache.handler;
 // Called by the bridge before a request is rendered: a promise when entries are copied
 // first, else undefined.
 module.exports.syncUseCache = (target) => (useCache ? useCache.sync(target) : undefined);
+// Runs `render` with the host's 'use cache' change count that came with its request.
+module.exports.renderWithChanges = (changes, render) =>
+  Number.isFinite(changes) ? requestChanges.run(changes, render) : render();
