@@ -11,8 +11,9 @@
 //! tests build them (`target/fixture-<name>-16`, built again when their sources change),
 //! and every server runs on a fresh copy of that build in `target/runs/`, so none starts
 //! from what an earlier run cached. For a page rendered on demand (the first of
-//! `lib/params.json`'s `onDemand` ids, warmed once), a `'use cache'` value read after
-//! `connection()`, and a partially prerendered page rendered on demand,
+//! `lib/params.json`'s `onDemand` ids, warmed once), a fully prerendered Cache Components
+//! page, a `'use cache'` value read after `connection()`, and a partially prerendered page
+//! rendered on demand,
 //! `wrk -t2 -c32 --latency` runs against `next start`, tower-next with the pool and its
 //! own cache, and tower-next with the pool and `shared_cache` on a `redis-server` started
 //! on a free loopback port, taking turns, `BENCH_ROUNDS` times (default 3) of
@@ -139,9 +140,10 @@ async fn measure(
     let client = support::client();
     let mut answered_by = Vec::new();
     for server in servers {
-        // Twice: the first renders the page, the second shows who answers it from then on.
+        // Three times: the first renders the page, the second lets Node's answer be checked
+        // against Rust's, the third shows who answers it from then on.
         let mut answer = Err(String::new());
-        for _ in 0..2 {
+        for _ in 0..3 {
             answer = get(&client, reqwest::Method::GET, server.addr, path).await;
         }
         answered_by.push(match answer {
@@ -382,7 +384,7 @@ async fn bench() {
     let pages = [
         (
             &caching,
-            [
+            vec![
                 (
                     format!("/article/{slug}"),
                     "ISR page rendered on demand (App Router, revalidate 3600)",
@@ -395,7 +397,8 @@ async fn bench() {
         ),
         (
             &cache_components,
-            [
+            vec![
+                ("/".to_owned(), "fully prerendered page (Cache Components)"),
                 (
                     "/after-connection".to_owned(),
                     "'use cache' value after connection()",

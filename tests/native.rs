@@ -333,7 +333,7 @@ async fn path_traversal_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_that_need_javascript_go_to_node() {
     let (next, addr) = start(support::options()).await;
-    assert_eq!(get(addr, "/about", &[]).await.native(), Some("page"));
+    assert_eq!(checked(addr, "/about", &[]).await.native(), Some("page"));
     let cases: [(&str, &[(&str, &str)]); 6] = [
         ("/mw/other", &[]),                                // middleware matcher
         ("/old-about", &[]),                               // next.config redirect
@@ -358,6 +358,45 @@ async fn requests_that_need_javascript_go_to_node() {
     next.shutdown().await;
 }
 
+/// Rust answers a page only once Node's answer to it matched Rust's (issue 10, item 4).
+/// Here the page's file is changed on disk after start: Node reads the new one, the index
+/// holds the old one, and the page stays Node's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_node_answers_otherwise_stays_nodes() {
+    let dir = support::fresh_copy(&support::fixture(), "changed-page");
+    let (next, addr) = start(NextOptions::new(&dir)).await;
+    // The build's file, and the runtime entry an earlier run on the fixture wrote (which
+    // Next prefers).
+    let mut files = vec![dir.join(".next/server/app/about.html")];
+    let runtime = dir.join(".next/server/route-cache/APP_PAGE");
+    for owner in std::fs::read_dir(&runtime).into_iter().flatten().flatten() {
+        files.push(owner.path().join("$/about.html"));
+    }
+    for file in files.iter().filter(|file| file.is_file()) {
+        let html = std::fs::read_to_string(file).unwrap();
+        assert!(html.contains("About page"));
+        std::fs::write(file, html.replace("About page", "About page, changed")).unwrap();
+    }
+    for _ in 0..3 {
+        let answer = get(addr, "/about", &[]).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert!(
+            answer.body.contains("About page, changed"),
+            "{}",
+            answer.body
+        );
+        assert_eq!(
+            answer.native(),
+            None,
+            "Rust answered a page Node answers otherwise"
+        );
+    }
+    // Another page is checked and answered natively as usual.
+    assert_eq!(checked(addr, "/legacy", &[]).await.native(), Some("page"));
+    next.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn native_answers_can_be_switched_off() {
     let (next, addr) = start(support::options().serve_natively(false)).await;
@@ -367,6 +406,23 @@ async fn native_answers_can_be_switched_off() {
         assert_eq!(answer.native(), None, "{path}");
     }
     next.shutdown().await;
+}
+
+/// `path` asked until it is answered natively: Node answers first, and Rust answers only
+/// once that answer showed Rust's is the same (once per content). The native answer must
+/// be the same page as Node's before it.
+async fn checked(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Answer {
+    let first = get(addr, path, headers).await;
+    if first.native().is_some() {
+        return first;
+    }
+    let second = get(addr, path, headers).await;
+    assert!(
+        second.native().is_some(),
+        "{path} {headers:?}: Node's answer was not followed by a native one"
+    );
+    assert_eq!(second.body, first.body, "{path}: Node and Rust differ");
+    second
 }
 
 /// A native answer of `path`, asked for up to 50 times (a page regenerated in the
@@ -382,10 +438,11 @@ async fn native_answer(addr: SocketAddr, path: &str) -> Answer {
     panic!("{path} never answered natively");
 }
 
-/// POSTs `revalidate`, then asks `path` twice. Next renders the page again and Rust does
-/// not answer the old one meanwhile: the first answer is not `before`'s page. The render
-/// was reported before its answer left the worker: the second answer is native and the
-/// same new page, which is returned.
+/// POSTs `revalidate`, then asks `path` until a native answer. Next renders the page again
+/// and Rust does not answer the old one meanwhile: the first answer is not `before`'s
+/// page. The render was reported before its answer left the worker: the next answer is
+/// Node's, checked, then native, and all are the same new page; the native one is
+/// returned.
 async fn revalidated_then_new(
     addr: SocketAddr,
     revalidate: &str,
@@ -402,7 +459,7 @@ async fn revalidated_then_new(
         first.native(),
         first.header("x-nextjs-cache")
     );
-    let second = get(addr, path, &[]).await;
+    let second = checked(addr, path, &[]).await;
     assert_eq!(second.native(), Some("page"));
     assert_eq!(second.stamp(), first.stamp());
     second
@@ -442,10 +499,10 @@ async fn revalidate_tag(workers: usize) {
     let (next, addr) = start_with(support::options(), workers).await;
     let before = native_answer(addr, "/stamp-tag").await;
     // `_rsc` empty: the hash Next 16 expects of an RSC request without router headers.
-    let rsc_before = get(addr, "/stamp-tag?_rsc=", &[("rsc", "1")]).await;
+    let rsc_before = checked(addr, "/stamp-tag?_rsc=", &[("rsc", "1")]).await;
     assert_eq!(rsc_before.native(), Some("page"));
     revalidated_then_new(addr, "/api/revalidate?tag=stamp-tag", "/stamp-tag", &before).await;
-    let rsc_after = get(addr, "/stamp-tag?_rsc=", &[("rsc", "1")]).await;
+    let rsc_after = checked(addr, "/stamp-tag?_rsc=", &[("rsc", "1")]).await;
     assert_eq!(rsc_after.native(), Some("page"));
     assert_ne!(
         rsc_after.body, rsc_before.body,
@@ -470,22 +527,22 @@ async fn on_demand_revalidation(workers: usize) {
     let build_id = next.build_id().to_owned();
     let data_path = format!("/_next/data/{build_id}/ssg-stamp.json");
     let before = native_answer(addr, "/ssg-stamp").await;
-    let data_before = get(addr, &data_path, &[]).await;
+    let data_before = checked(addr, &data_path, &[]).await;
     assert_eq!(data_before.native(), Some("data"));
     assert_eq!(data_before.stamp(), before.stamp());
 
     let revalidated = send(reqwest::Method::POST, addr, "/api/revalidate-ssg", &[]).await;
     assert_eq!(revalidated.status, StatusCode::OK, "{}", revalidated.body);
-    // `res.revalidate` wrote the new page before answering: the next answer is native
-    // and new, HTML and data alike.
-    let after = get(addr, "/ssg-stamp", &[]).await;
+    // `res.revalidate` wrote the new page before answering: the next answers are new
+    // (Node's, checked, then native), HTML and data alike.
+    let after = checked(addr, "/ssg-stamp", &[]).await;
     assert_eq!(after.native(), Some("page"));
     assert_ne!(
         after.stamp(),
         before.stamp(),
         "the old page after res.revalidate"
     );
-    let data_after = get(addr, &data_path, &[]).await;
+    let data_after = checked(addr, &data_path, &[]).await;
     assert_eq!(data_after.native(), Some("data"));
     assert_eq!(data_after.stamp(), after.stamp());
     next.shutdown().await;
@@ -544,6 +601,7 @@ async fn isr_past_its_time(workers: usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn prerendered_pages_are_served_while_the_worker_restarts() {
     let (next, addr) = start(support::options().ready_wait(Duration::from_millis(100))).await;
+    checked(addr, "/about", &[]).await;
     let pid = support::worker_pid(&next).unwrap();
     std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
@@ -628,7 +686,7 @@ async fn an_edited_public_file_is_served_as_it_is_now() {
 
 /// A page rendered on demand by an earlier run of the same build. Next 16 keeps the entry's
 /// lifetime in its `.meta` and serves it from disk without writing it again, so the index
-/// reads it at start; Next 15 answers it STALE once and writes it again, which reports it.
+/// reads it at start (and Rust answers it once Node's first answer matched); Next 15 answers it STALE once and writes it again, which reports it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_page_rendered_on_demand_by_an_earlier_run() {
     let _turn = WRITERS.lock().await;
@@ -640,12 +698,15 @@ async fn a_page_rendered_on_demand_by_an_earlier_run() {
     let first = get(addr, "/blog/other", &[]).await;
     assert_eq!(first.status, StatusCode::OK);
     if support::next_major() >= 16 {
+        // Node's answer, checked against the page the index read at start; then Rust's.
+        assert_eq!(first.body, earlier.body);
+        let second = get(addr, "/blog/other", &[]).await;
         assert_eq!(
-            first.native(),
+            second.native(),
             Some("page"),
             "not read from the earlier run"
         );
-        assert_eq!(first.body, earlier.body);
+        assert_eq!(second.body, earlier.body);
     } else {
         assert_eq!(first.native(), None);
         native_answer(addr, "/blog/other").await;

@@ -105,6 +105,8 @@ async fn a_revalidation_on_one_host_is_served_by_every_host() {
 
     // App Router, revalidateTag: the tagged page's new render, made on A, is what B
     // answers (the entry is shared, not rendered again).
+    // Node's answer first (checked), then Rust's.
+    get(b, "/stamp-tag").await;
     let before = get(b, "/stamp-tag").await;
     assert_eq!(before.native.as_deref(), Some("page"));
     let revalidated = send(reqwest::Method::POST, a, "/api/revalidate?tag=stamp-tag").await;

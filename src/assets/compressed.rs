@@ -1,4 +1,9 @@
-//! gzip answers, learned from Node.js.
+//! What Rust learns from Node.js's answers: gzip answers, and which page answers match.
+//!
+//! A page's answer is given natively only after Node answered the same request once with
+//! the same status, significant headers and bytes (`Learn::verify`): what Rust prepared
+//! from the build and the cache entries is checked against what `next start` sends, once
+//! per version of the content. A mismatch is logged once and leaves that answer to Node.
 //!
 //! `next start` gzips with Node's zlib (a fork with its own match finder), whose bytes no
 //! Rust encoder reproduces. So the first gzip request for a file or page goes to Node;
@@ -27,6 +32,8 @@ use crate::body::{Body, BoxError};
 
 /// The most bytes of learned gzip bodies kept.
 const BUDGET: usize = 32 * 1024 * 1024;
+/// The most answers whose check is remembered (beyond, new ones stay Node's).
+const VERDICTS: usize = 100_000;
 /// Larger answers are not captured.
 const MAX_CAPTURE: usize = 4 * 1024 * 1024;
 
@@ -58,19 +65,34 @@ struct Learned {
     body: Bytes,
 }
 
-/// The learned gzip answers.
+/// The learned gzip answers, and the checks of page answers.
 #[derive(Default)]
 pub(crate) struct Compressed {
     slots: Mutex<HashMap<String, Learned>>,
+    verdicts: Mutex<HashMap<String, (String, Verdict)>>,
 }
 
-/// A gzip request Node answers, and what its answer must be to be kept.
+/// Whether Node's answer matched Rust's, for one version of a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Not checked yet: Node answers, and its answer is checked.
+    Unknown,
+    Matched,
+    /// Node answered otherwise: Node answers this version.
+    Refused,
+}
+
+/// A request Node answers, and what its answer must be to be kept (a gzip body) or to
+/// let Rust answer (a page's answer, checked).
 pub(crate) struct Learn {
     store: Arc<Compressed>,
     key: VariantKey,
     status: StatusCode,
-    headers: HeaderMap,
+    /// Headers of the identity answer.
+    identity_headers: HeaderMap,
     identity: Bytes,
+    /// The answer is checked: its verdict is recorded.
+    verify: bool,
 }
 
 impl Compressed {
@@ -112,11 +134,56 @@ impl Compressed {
                 store: self.clone(),
                 key,
                 status,
-                headers: gzip_headers(identity_headers),
+                identity_headers: identity_headers.clone(),
                 identity: identity.clone(),
+                verify: false,
             });
         }
         answer
+    }
+
+    /// Whether Node's answer for this version of `key` matched Rust's.
+    pub(super) fn verdict(&self, key: &VariantKey) -> Verdict {
+        let verdicts = self.verdicts.lock().expect("verdicts lock");
+        match verdicts.get(&key.slot) {
+            Some((version, verdict)) if *version == key.version => *verdict,
+            _ => Verdict::Unknown,
+        }
+    }
+
+    /// Node answers; its answer (identity or gzip) is checked against Rust's.
+    pub(super) fn verify(
+        self: &Arc<Self>,
+        key: VariantKey,
+        status: StatusCode,
+        identity_headers: &HeaderMap,
+        identity: &Bytes,
+    ) -> Learn {
+        Learn {
+            store: self.clone(),
+            key,
+            status,
+            identity_headers: identity_headers.clone(),
+            identity: identity.clone(),
+            verify: true,
+        }
+    }
+
+    fn record(&self, key: &VariantKey, verdict: Verdict, why: &str) {
+        let mut verdicts = self.verdicts.lock().expect("verdicts lock");
+        let known = verdicts.get(&key.slot);
+        if known.is_some_and(|(version, known)| *version == key.version && *known == verdict) {
+            return;
+        }
+        if known.is_none() && verdicts.len() >= VERDICTS {
+            return;
+        }
+        if verdict == Verdict::Refused {
+            tracing::warn!(slot = %key.slot, why, "Node answered otherwise than tower-next would: Node keeps answering it");
+        } else {
+            tracing::debug!(slot = %key.slot, "Node's answer matched: answered natively from now on");
+        }
+        verdicts.insert(key.slot.clone(), (key.version.clone(), verdict));
     }
 
     fn keep(&self, key: VariantKey, body: Bytes) {
@@ -149,11 +216,36 @@ fn gzip_headers(identity: &HeaderMap) -> HeaderMap {
 }
 
 impl Learn {
-    /// Watches Node's answer; if it is the expected gzip answer, keeps its body once it
-    /// has been read to the end.
+    /// Watches Node's answer; once it has been read to the end, keeps its body if it is
+    /// the expected gzip answer, and records whether it matched when it is checked.
     pub(crate) fn watch(self, response: Response<Body>) -> Response<Body> {
-        if response.status() != self.status || !same_headers(response.headers(), &self.headers) {
-            tracing::debug!(slot = %self.key.slot, "Node's gzip answer is not the expected one; not kept");
+        let gzip = response.headers().get(header::CONTENT_ENCODING)
+            == Some(&HeaderValue::from_static("gzip"));
+        let expected = if gzip {
+            gzip_headers(&self.identity_headers)
+        } else {
+            self.identity_headers.clone()
+        };
+        // Node rendered (MISS) or answered a stale entry: not the answer Rust has, and no
+        // sign that Rust's would be wrong; the next request is checked again.
+        let cache = response.headers().get("x-nextjs-cache");
+        if self.verify && cache.is_some_and(|v| v != "HIT") {
+            return response;
+        }
+        let mismatch = if response.status() != self.status {
+            Some(format!(
+                "status {} (expected {})",
+                response.status(),
+                self.status
+            ))
+        } else {
+            header_difference(response.headers(), &expected)
+        };
+        if let Some(why) = mismatch {
+            self.refuse(&why);
+            return response;
+        }
+        if !gzip && !self.verify {
             return response;
         }
         response.map(|body| {
@@ -161,13 +253,42 @@ impl Learn {
                 inner: body,
                 captured: Some(BytesMut::new()),
                 learn: Some(self),
+                gzip,
             })
         })
     }
+
+    fn refuse(&self, why: &str) {
+        if self.verify {
+            self.store.record(&self.key, Verdict::Refused, why);
+        } else {
+            tracing::debug!(slot = %self.key.slot, why, "Node's gzip answer is not the expected one; not kept");
+        }
+    }
+
+    /// Node's whole body arrived (`gzip`: compressed).
+    fn finish(self, body: Bytes, gzip: bool) {
+        let same = if gzip {
+            decompresses_to(&body, &self.identity)
+        } else {
+            body == self.identity
+        };
+        if !same {
+            self.refuse("the body differs");
+            return;
+        }
+        if self.verify {
+            self.store.record(&self.key, Verdict::Matched, "");
+        }
+        if gzip {
+            self.store.keep(self.key, body);
+        }
+    }
 }
 
-/// Equal as multisets of (name, value), leaving out what differs per connection.
-fn same_headers(actual: &HeaderMap, expected: &HeaderMap) -> bool {
+/// The first header that differs as multisets of (name, value), leaving out what differs
+/// per connection; `None` when they are equal.
+fn header_difference(actual: &HeaderMap, expected: &HeaderMap) -> Option<String> {
     let significant = |headers: &HeaderMap| {
         let mut pairs: Vec<(String, Vec<u8>)> = headers
             .iter()
@@ -184,26 +305,38 @@ fn same_headers(actual: &HeaderMap, expected: &HeaderMap) -> bool {
         pairs.sort();
         pairs
     };
-    significant(actual) == significant(expected)
+    let (actual, expected) = (significant(actual), significant(expected));
+    if actual == expected {
+        return None;
+    }
+    let missing = expected.iter().find(|pair| !actual.contains(pair));
+    let extra = actual.iter().find(|pair| !expected.contains(pair));
+    let show = |pair: Option<&(String, Vec<u8>)>| {
+        pair.map_or_else(
+            || "-".to_owned(),
+            |(name, value)| format!("{name}: {}", String::from_utf8_lossy(value)),
+        )
+    };
+    Some(format!(
+        "headers differ: Node sent {}, tower-next would send {}",
+        show(extra),
+        show(missing)
+    ))
 }
 
-/// Passes Node's gzip body through and keeps a copy.
+/// Passes Node's body through and keeps a copy.
 struct Capture {
     inner: Body,
     captured: Option<BytesMut>,
     learn: Option<Learn>,
+    gzip: bool,
 }
 
 impl Capture {
-    /// The body has ended: keep it if it is the known content, compressed.
+    /// The body has ended: check it.
     fn finish(&mut self) {
         if let (Some(captured), Some(learn)) = (self.captured.take(), self.learn.take()) {
-            let body = captured.freeze();
-            if decompresses_to(&body, &learn.identity) {
-                learn.store.keep(learn.key, body);
-            } else {
-                tracing::debug!(slot = %learn.key.slot, "Node's gzip body is not the known content; not kept");
-            }
+            learn.finish(captured.freeze(), self.gzip);
         }
     }
 }

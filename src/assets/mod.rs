@@ -68,7 +68,7 @@ pub(crate) struct Settings {
     compress: bool,
     expire_time: Option<u64>,
     /// Pages may be answered: the worker reports cache changes, and the app has no i18n,
-    /// partial prerendering or interception routes.
+    /// interception routes or Next 15 partial prerendering.
     pages: bool,
     /// RSC requests must carry Next's `_rsc` hash of their router headers
     /// (`experimental.validateRSCRequestHeaders`, on from Next 16).
@@ -76,6 +76,84 @@ pub(crate) struct Settings {
     /// Percent-encoded paths may be decoded: no header rule or middleware would see the
     /// encoded form differently.
     decode: bool,
+    /// Next 16 with Cache Components (partial prerendering on every App Router page): a
+    /// page with a postponed shell answers only its segment prefetches natively, and an
+    /// RSC request that is not a prefetch is answered from the cache only on the paths in
+    /// `static_rsc` (`prefetchDataRoute` in the prerender manifest).
+    cache_components: bool,
+    static_rsc: std::collections::HashSet<String>,
+    /// Requests Next renders on such pages whatever the cache holds (the manifest's
+    /// `experimentalBypassFor`): a header, and the pattern its whole value must match.
+    bypass: Vec<(HeaderName, Option<build::JsRegex>)>,
+}
+
+impl Settings {
+    /// Whether Next renders `request` on a Cache Components page rather than answer it
+    /// from the cache (a bot that gets blocking metadata, a Server Action).
+    fn bypassed<B>(&self, request: &Request<B>) -> bool {
+        self.cache_components
+            && self.bypass.iter().any(|(name, pattern)| {
+                request
+                    .headers()
+                    .get_all(name)
+                    .iter()
+                    .any(|value| match pattern {
+                        None => true,
+                        Some(pattern) => value.to_str().is_ok_and(|v| pattern.is_match(v)),
+                    })
+            })
+    }
+}
+
+/// The Cache Components facts of a build: whether they apply (Next 16 with partial
+/// prerendering), the paths whose full RSC payload is prerendered, and the bypass rules.
+#[allow(clippy::type_complexity)]
+fn cache_components(
+    info: &AppInfo,
+    build: &Manifests,
+) -> (
+    bool,
+    std::collections::HashSet<String>,
+    Vec<(HeaderName, Option<build::JsRegex>)>,
+) {
+    let on = info.config.partial_prerendering && !info.next_version.starts_with("15.");
+    if !on {
+        return (false, Default::default(), Vec::new());
+    }
+    let routes = &build.prerender.routes;
+    let static_rsc = routes
+        .iter()
+        .filter(|(_, route)| route.prefetch_data_route.is_some())
+        .map(|(path, _)| path.clone())
+        .collect();
+    let mut bypass = Vec::new();
+    let rules = routes
+        .values()
+        .find(|route| !route.experimental_bypass_for.is_empty())
+        .map(|route| route.experimental_bypass_for.clone())
+        .unwrap_or_default();
+    for rule in rules {
+        let Ok(name) = HeaderName::from_bytes(rule.key.as_bytes()) else {
+            continue;
+        };
+        if rule.kind != "header" {
+            tracing::info!(kind = %rule.kind, "a bypass rule of a kind tower-next does not model: Cache Components pages are Node's");
+            return (false, Default::default(), Vec::new());
+        }
+        // Next compares user agents ignoring case (`isHtmlLimitedBotUA`).
+        let pattern = match rule.value {
+            None => None,
+            Some(value) => match build::JsRegex::with_flags(&format!("^(?:{value})$"), "i") {
+                Ok(pattern) => Some(pattern),
+                Err(err) => {
+                    tracing::info!(%err, "a bypass rule tower-next cannot read: Cache Components pages are Node's");
+                    return (false, Default::default(), Vec::new());
+                }
+            },
+        };
+        bypass.push((name, pattern));
+    }
+    (true, static_rsc, bypass)
 }
 
 /// A native answer: ready, or read from disk.
@@ -169,6 +247,7 @@ impl Assets {
         let dist_dir = config.dist_dir.clone();
         let rules = HeaderRules::new(&build.routes.headers, config.rule_flags());
         let pages = pages_modelled(info, build.interception_routes);
+        let (cache_components, static_rsc, bypass) = cache_components(info, &build);
         let settings = Settings {
             base_path: config.base_path.trim_end_matches('/').to_owned(),
             build_id: info.build_id.clone(),
@@ -180,6 +259,9 @@ impl Assets {
             pages,
             validate_rsc: config.validate_rsc_request_headers,
             decode: rules.is_empty() && !routes.has_middleware(),
+            cache_components,
+            static_rsc,
+            bypass,
         };
         let claimed = |path: &str| routes.claimed_by_rules(path);
         let files = if config.i18n.is_some() {
@@ -396,23 +478,35 @@ impl Assets {
         let headers = request.headers();
         let want = match headers.get("rsc") {
             None => Want::Html,
-            Some(value)
-                if value == "1" && !headers.contains_key("next-router-segment-prefetch") =>
-            {
-                Want::Rsc
+            Some(value) if value == "1" => {
+                let prefetch = headers
+                    .get("next-router-prefetch")
+                    .is_some_and(|v| v == "1");
+                match headers.get("next-router-segment-prefetch") {
+                    None => Want::Rsc { prefetch },
+                    // Next reads the segment header only on a prefetch; without one the
+                    // request is an RSC request like any other.
+                    Some(_) if !self.settings.cache_components => return None,
+                    Some(_) if !prefetch => Want::Rsc { prefetch },
+                    Some(segment) => Want::Segment(segment.to_str().ok()?.to_owned()),
+                }
             }
             Some(_) => return None,
         };
+        let rsc = want != Want::Html;
         // Next 16 takes a `.rsc` path for an RSC request of the page without it (15 answers
         // it 404): Node answers, whatever the index holds under that name.
-        if !self.page_request_allowed(request, want == Want::Rsc) || path.ends_with(".rsc") {
+        if !self.page_request_allowed(request, rsc)
+            || path.ends_with(".rsc")
+            || self.settings.bypassed(request)
+        {
             return None;
         }
         let pages = self.pages.load();
         if let Some(key) = self.page_key(path)
             && let Some(page) = pages.get(key)
         {
-            if want == Want::Rsc
+            if rsc
                 && (page.kind() != Kind::App
                     || (self.settings.validate_rsc
                         && !semantics::rsc_hash_matches(headers, request.uri().query())))
@@ -425,8 +519,11 @@ impl Assets {
         }
         if reach == Reach::Unclaimed && self.unknown_path_is_plain(raw) {
             let page = pages.get("/_not-found")?;
-            let want = Want::Unknown {
-                rsc: want == Want::Rsc,
+            let want = match want {
+                Want::Html => Want::Unknown { rsc: false },
+                Want::Rsc { .. } => Want::Unknown { rsc: true },
+                // Next answers the 404 page's segment, under 404: left to Node.
+                _ => return None,
             };
             let native = page.serve(request, want, &self.settings, &self.compressed, learn)?;
             return Some((native, "not-found"));
@@ -534,12 +631,15 @@ impl Assets {
 }
 
 /// Whether prerendered pages are answered natively for this app: the worker reports
-/// cache changes, and the app has no i18n, partial prerendering or interception routes.
+/// cache changes, and the app has no i18n, interception routes, or Next 15 partial
+/// prerendering.
 /// Logs why not, when not.
 fn pages_modelled(info: &AppInfo, interception: bool) -> bool {
     let config = &info.config;
-    let pages =
-        info.cache_events && config.i18n.is_none() && !config.partial_prerendering && !interception;
+    // Next 15's partial prerendering (`experimental.ppr`) is not modelled; Next 16's Cache
+    // Components are (see `cache_components`).
+    let ppr_15 = config.partial_prerendering && info.next_version.starts_with("15.");
+    let pages = info.cache_events && config.i18n.is_none() && !ppr_15 && !interception;
     if !pages {
         tracing::info!(
             next = %info.next_version,

@@ -208,6 +208,28 @@ pub(crate) struct PrerenderRoute {
     /// route handler.
     #[serde(default)]
     pub data_route: Option<String>,
+    /// Next 16, Cache Components: the RSC payload of a fully prerendered page (none for a
+    /// page with a postponed shell). Next answers an RSC request that is not a prefetch
+    /// from the cache only for such a route (`app-page` template, `isDynamicRSCRequest`).
+    #[serde(default)]
+    pub prefetch_data_route: Option<String>,
+    /// Requests Next renders rather than answer from the cache, on routes with partial
+    /// prerendering: Server Actions, multipart bodies, and user agents that get blocking
+    /// metadata (`htmlLimitedBots`).
+    #[serde(default)]
+    pub experimental_bypass_for: Vec<BypassRule>,
+}
+
+/// A condition of `experimentalBypassFor`, as Next writes it (`{ type, key, value? }`).
+#[derive(Deserialize, Clone)]
+pub(crate) struct BypassRule {
+    /// `header` (the only kind Next writes there), `cookie` or `query`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub key: String,
+    /// A regular expression the whole value must match; any value when absent.
+    #[serde(default)]
+    pub value: Option<String>,
 }
 
 /// `server/middleware-manifest.json`: the Edge middleware, if any.

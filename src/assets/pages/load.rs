@@ -53,6 +53,12 @@ pub(crate) struct Source {
     pub status: Option<u16>,
     pub life: Option<CacheLife>,
     pub last_modified: u64,
+    /// Cache Components: a static shell with postponed parts (answered by Node, except
+    /// its segments).
+    pub postponed: bool,
+    /// Next 16: the entry's segment prefetch payloads, by segment path (`/_tree`), as
+    /// its `.meta` lists them (`segmentPaths`); `None` when it lists none.
+    pub segments: Option<Vec<(String, Bytes)>>,
 }
 
 impl PageIndex {
@@ -87,7 +93,7 @@ fn load_prerendered(index: &mut PageIndex, server: &Path, build: &Manifests, cx:
             continue;
         }
         let folder = server.join(if kind == Kind::App { "app" } else { "pages" });
-        let slot = Slot::of(path, read_entry(server, &folder, path, kind, life), cx);
+        let slot = Slot::of(path, read_entry(server, &folder, path, kind, life, cx), cx);
         index.insert(path.clone(), slot, cx);
     }
 }
@@ -114,7 +120,7 @@ fn load_runtime_entries(index: &mut PageIndex, server: &Path, cx: &Context<'_>) 
         if life.revalidate == Some(0) {
             continue;
         }
-        let slot = Slot::of(&path, read_stem(&stem, meta, Kind::App, life), cx);
+        let slot = Slot::of(&path, read_stem(&stem, meta, Kind::App, life, cx), cx);
         index.insert(path, slot, cx);
     }
 }
@@ -140,6 +146,8 @@ fn load_static_pages(index: &mut PageIndex, server: &Path, build: &Manifests, cx
             status: None,
             life: None,
             last_modified: 0,
+            postponed: false,
+            segments: None,
         };
         let slot = Slot::of(path, Some(source), cx);
         index.insert(path.clone(), slot, cx);
@@ -176,6 +184,8 @@ pub(super) fn reported(entry: CachedEntry, kind: Kind) -> Option<Source> {
         status: entry.status,
         life: Some(life),
         last_modified: entry.at,
+        postponed: false,
+        segments: None,
     })
 }
 
@@ -242,6 +252,8 @@ struct Meta {
     /// The entry's lifetime, which Next 16 writes into a runtime entry's `.meta`.
     #[serde(default)]
     cache_control: Option<StoredCacheControl>,
+    #[serde(default)]
+    segment_paths: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -265,6 +277,7 @@ fn read_entry(
     path: &str,
     kind: Kind,
     life: CacheLife,
+    cx: &Context<'_>,
 ) -> Option<Source> {
     let stem = folder.join(file_stem(path).trim_start_matches('/'));
     let seed_meta: Meta = match kind {
@@ -284,12 +297,20 @@ fn read_entry(
         }
         None => (stem, seed_meta),
     };
-    read_stem(&stem, meta, kind, life)
+    read_stem(&stem, meta, kind, life, cx)
 }
 
 /// The entry at `stem` (`.html`, and `.rsc` or `.json`) with its `.meta`.
-fn read_stem(stem: &Path, meta: Meta, kind: Kind, life: CacheLife) -> Option<Source> {
-    if meta.postponed.as_ref().is_some_and(|p| !p.is_null()) {
+fn read_stem(
+    stem: &Path,
+    meta: Meta,
+    kind: Kind,
+    life: CacheLife,
+    cx: &Context<'_>,
+) -> Option<Source> {
+    let cache_components = cx.settings.cache_components && kind == Kind::App;
+    let postponed = meta.postponed.as_ref().is_some_and(|p| !p.is_null());
+    if postponed && !cache_components {
         return None;
     }
     let html_path = with_suffix(stem, "html");
@@ -299,9 +320,17 @@ fn read_stem(stem: &Path, meta: Meta, kind: Kind, life: CacheLife) -> Option<Sou
         .route_cache_last_modified
         .unwrap_or_else(|| semantics::millis(modified));
     let (rsc, data) = match kind {
+        // With Cache Components Next reads the payload of every entry that is not
+        // postponed, and renders again when it is missing (`FileSystemCache.get`; its
+        // runtime entries have none).
+        Kind::App if cache_components && !postponed => (
+            Some(Bytes::from(std::fs::read(with_suffix(stem, "rsc")).ok()?)),
+            None,
+        ),
         Kind::App => (
             std::fs::read(with_suffix(stem, "rsc"))
                 .ok()
+                .filter(|_| !postponed)
                 .map(Bytes::from),
             None,
         ),
@@ -319,7 +348,25 @@ fn read_stem(stem: &Path, meta: Meta, kind: Kind, life: CacheLife) -> Option<Sou
         status: meta.status,
         life: Some(life),
         last_modified,
+        postponed,
+        segments: meta
+            .segment_paths
+            .filter(|_| cache_components)
+            .map(|paths| read_segments(stem, &paths)),
     })
+}
+
+/// The segment payloads `<stem>.segments<path>.segment.rsc`; one that cannot be read is
+/// left out, as Next leaves it out.
+fn read_segments(stem: &Path, paths: &[String]) -> Vec<(String, Bytes)> {
+    paths
+        .iter()
+        .filter(|path| path.starts_with('/') && !path.split('/').any(|part| part == ".."))
+        .filter_map(|path| {
+            let file = with_suffix(stem, &format!("segments{path}.segment.rsc"));
+            Some((path.clone(), Bytes::from(std::fs::read(file).ok()?)))
+        })
+        .collect()
 }
 
 /// `stem` + `.suffix` (the stem may contain dots, e.g. `/blog/v1.2`).

@@ -9,8 +9,10 @@
 //! Node's too: Next.js answers it stale and regenerates it in the background, and the new
 //! entry makes it native again.
 //!
-//! The responses reproduce `next start`'s (Next.js 15): the app-page and pages handlers,
-//! `sendRenderResult`, and the `compression` middleware.
+//! The responses reproduce `next start`'s (Next.js 15 and 16): the app-page and pages
+//! handlers (with Next 16's Cache Components rules and segment prefetches),
+//! `sendRenderResult`, and the `compression` middleware. Each answer is given only once
+//! Node answered the same request alike (see `compressed`).
 //!
 //! - [`load`]: what a page is made from, read from the build, from the runtime cache
 //!   entries on disk, or from an entry a worker reports;

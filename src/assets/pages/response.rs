@@ -3,13 +3,7 @@
 //! the headers of Next's handler, `sendRenderResult` and the `compression` middleware.
 //! Serving picks the answer a request asks for, or leaves it to Node.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::SystemTime,
-};
+use std::{sync::Arc, time::SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
@@ -18,7 +12,7 @@ use super::load::{CacheLife, Kind, Source};
 use crate::{
     assets::{
         Native, Settings,
-        compressed::{Compressed, Learn, VariantKey, chunked},
+        compressed::{Compressed, Learn, VariantKey, Verdict, chunked},
         response,
         rules::{HeaderRules, RuleHeaders},
         semantics::{self, Encoding},
@@ -46,6 +40,9 @@ struct Variant {
     not_modified: Option<HeaderMap>,
     /// Sent without `Content-Length`, as Next streams it.
     chunked: bool,
+    /// A hash of the answer (headers and body): the version of it that Node's answer was
+    /// checked against, kept when the page is made again with the same content.
+    fingerprint: u64,
 }
 
 /// The `/_next/data` answer of a Pages Router page, without and with
@@ -70,8 +67,6 @@ impl Data {
 
 /// A page Rust answers for.
 pub(crate) struct Page {
-    /// Changes whenever the content does (keys the learned gzip answers).
-    id: u64,
     path: String,
     kind: Kind,
     status: StatusCode,
@@ -84,21 +79,40 @@ pub(crate) struct Page {
     data: Option<Data>,
     /// For `/_not-found`: Next's 404 for unknown paths (HTML, RSC).
     unknown: Option<(Variant, Option<Variant>)>,
+    /// Cache Components: the entry is a static shell with postponed parts. Next resumes
+    /// its render for the HTML and the RSC payload; only its segments are answered here.
+    postponed: bool,
+    /// An RSC request that is not a prefetch is answered from the cache (not with Cache
+    /// Components, unless the build prerendered the page's whole payload).
+    static_rsc: bool,
+    /// Next 16 segment prefetches, when the entry has its segments.
+    segments: Option<Segments>,
+}
+
+/// The answers to `Next-Router-Segment-Prefetch`: each segment the entry holds (by the
+/// header's value, e.g. `/_tree`, `/blog/$d$slug/__PAGE__`), and Next's empty 404 for one
+/// it does not hold (`app-page` template: "respond from the cache (HIT) or with 404").
+struct Segments {
+    found: std::collections::HashMap<String, Variant>,
+    missing: Variant,
 }
 
 /// What part of a page a request asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Want {
     Html,
-    Rsc,
+    /// The RSC payload; `prefetch`: the request says `Next-Router-Prefetch: 1`.
+    Rsc {
+        prefetch: bool,
+    },
+    /// One segment of the payload (`Next-Router-Segment-Prefetch`, on a prefetch).
+    Segment(String),
     Data,
     /// Next's 404 page for a path no route claims.
     Unknown {
         rsc: bool,
     },
 }
-
-static IDS: AtomicU64 = AtomicU64::new(1);
 
 /// What a page needs of the app beyond its own content.
 pub(crate) struct Context<'a> {
@@ -135,6 +149,15 @@ impl Page {
         };
         let entry_headers = entry_headers(&source.entry_headers)?;
         let cache_control = life.map(|l| cache_control(l, settings.expire_time));
+        let segments = match (&source.segments, status) {
+            (Some(segments), StatusCode::OK) => Some(segment_answers(
+                segments,
+                &rules,
+                cache_control.as_deref(),
+                settings,
+            )),
+            _ => None,
+        };
         let answers = match source.kind {
             Kind::App => app_answers(
                 path,
@@ -149,7 +172,6 @@ impl Page {
             }
         };
         Some(Page {
-            id: IDS.fetch_add(1, Ordering::Relaxed),
             path: path.to_owned(),
             kind: source.kind,
             status,
@@ -159,6 +181,9 @@ impl Page {
             rsc: answers.rsc,
             data: answers.data,
             unknown: answers.unknown,
+            postponed: source.postponed,
+            static_rsc: !settings.cache_components || settings.static_rsc.contains(path),
+            segments,
         })
     }
 
@@ -197,9 +222,13 @@ impl Page {
         {
             return None; // stale: Next answers it and regenerates it
         }
-        let (variant, name) = self.variant(want, request.headers())?;
-        let status = match want {
+        let (variant, name) = self.variant(&want, request.headers())?;
+        let status = match &want {
             Want::Data => StatusCode::OK,
+            Want::Segment(segment) if !self.segments.as_ref()?.found.contains_key(segment) => {
+                StatusCode::NOT_FOUND
+            }
+            Want::Segment(_) => StatusCode::OK,
             _ => self.status,
         };
         let head = request.method() == Method::HEAD;
@@ -207,6 +236,22 @@ impl Page {
             return None;
         }
         let request_headers = request.headers();
+        let key = VariantKey::page(&self.path, &name, variant.fingerprint);
+        match compressed.verdict(&key) {
+            Verdict::Matched => {}
+            Verdict::Refused => return None,
+            // Node answers until one of its answers to a GET it sends whole showed that
+            // Rust's is the same.
+            Verdict::Unknown => {
+                let conditional = request_headers.contains_key(header::IF_NONE_MATCH)
+                    || request_headers.contains_key(header::IF_MODIFIED_SINCE);
+                let deflate = semantics::negotiate(request_headers) == Encoding::Deflate;
+                if request.method() == Method::GET && !conditional && !deflate {
+                    *learn = Some(compressed.verify(key, status, &variant.headers, &variant.body));
+                }
+                return None;
+            }
+        }
         if let Some(not_modified) = variant.not_modified(request_headers) {
             return Some(not_modified);
         }
@@ -219,7 +264,6 @@ impl Page {
             match semantics::negotiate(request_headers) {
                 Encoding::Identity => {}
                 Encoding::Gzip => {
-                    let key = VariantKey::page(&self.path, name, self.id);
                     return compressed.answer_or_learn(
                         key,
                         status,
@@ -240,18 +284,57 @@ impl Page {
     }
 
     /// The answer a request wants, and its name among the page's answers.
-    fn variant(&self, want: Want, request_headers: &HeaderMap) -> Option<(&Variant, &'static str)> {
-        Some(match want {
+    fn variant(
+        &self,
+        want: &Want,
+        request_headers: &HeaderMap,
+    ) -> Option<(&Variant, std::borrow::Cow<'static, str>)> {
+        let (variant, name) = match want {
+            Want::Html | Want::Rsc { .. } if self.postponed => return None,
+            Want::Rsc { prefetch: false } if !self.static_rsc => return None,
             Want::Html => (&self.html, "html"),
-            Want::Rsc => (self.rsc.as_ref()?, "rsc"),
+            Want::Rsc { .. } => (self.rsc.as_ref()?, "rsc"),
+            Want::Segment(segment) => {
+                let segments = self.segments.as_ref()?;
+                return Some(match segments.found.get(segment) {
+                    Some(found) => (found, format!("segment:{segment}").into()),
+                    None => (&segments.missing, "segment-missing".into()),
+                });
+            }
             Want::Data => self.data.as_ref()?.for_request(request_headers),
             Want::Unknown { rsc: false } => (&self.unknown.as_ref()?.0, "unknown-html"),
             Want::Unknown { rsc: true } => (self.unknown.as_ref()?.1.as_ref()?, "unknown-rsc"),
-        })
+        };
+        Some((variant, name.into()))
     }
 }
 
 impl Variant {
+    fn new(
+        body: Bytes,
+        headers: HeaderMap,
+        not_modified: Option<HeaderMap>,
+        chunked: bool,
+    ) -> Variant {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        let mut pairs: Vec<(&str, &[u8])> = headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            .collect();
+        pairs.sort_unstable();
+        pairs.hash(&mut hasher);
+        body.hash(&mut hasher);
+        chunked.hash(&mut hasher);
+        Variant {
+            fingerprint: hasher.finish(),
+            body,
+            headers,
+            not_modified,
+            chunked,
+        }
+    }
+
     /// A 304, when the answer has an ETag the request's validators match.
     fn not_modified(&self, request_headers: &HeaderMap) -> Option<Native> {
         let not_modified = self.not_modified.as_ref()?;
@@ -357,6 +440,59 @@ fn app_pair(
         )
     });
     (html, rsc)
+}
+
+/// The headers Next's app-page handler sets on an answer from its cache, after the header
+/// rules: `Vary`, `x-nextjs-cache: HIT`, `x-nextjs-prerender: 1`.
+fn app_hit_headers(rules: &HeaderMap) -> HeaderMap {
+    let mut headers = rules.clone();
+    headers.insert(header::VARY, HeaderValue::from_static(APP_VARY));
+    headers.insert(
+        HeaderName::from_static("x-nextjs-cache"),
+        HeaderValue::from_static("HIT"),
+    );
+    headers.insert(
+        HeaderName::from_static("x-nextjs-prerender"),
+        HeaderValue::from_static("1"),
+    );
+    headers
+}
+
+/// The segment prefetch answers of a page (`app-page` template, the `segmentData` branch):
+/// Next sets `x-nextjs-postponed: 2` and answers before it applies the entry's headers,
+/// streamed, without ETag, under the page's `Cache-Control`.
+fn segment_answers(
+    segments: &[(String, Bytes)],
+    rules: &HeaderMap,
+    cache_control: Option<&str>,
+    settings: &Settings,
+) -> Segments {
+    let mut headers = app_hit_headers(rules);
+    headers.insert(
+        HeaderName::from_static("x-nextjs-postponed"),
+        HeaderValue::from_static("2"),
+    );
+    let found = segments
+        .iter()
+        .map(|(segment, body)| {
+            let render = Render {
+                content_type: RSC_TYPE,
+                cache_control,
+                etag: None,
+                chunked: true,
+            };
+            let variant = send_render_result(headers.clone(), body.clone(), render, settings);
+            (segment.clone(), variant)
+        })
+        .collect();
+    // `RenderResult.EMPTY`: no content type, so no `Accept-Encoding` in `Vary` either.
+    if let Some(cache_control) = cache_control
+        && !headers.contains_key(header::CACHE_CONTROL)
+    {
+        headers.insert(header::CACHE_CONTROL, semantics::value(cache_control));
+    }
+    let missing = Variant::new(Bytes::new(), headers, None, true);
+    Segments { found, missing }
 }
 
 /// A Pages Router page's answers: HTML, and with `getStaticProps` its `/_next/data`
@@ -472,16 +608,7 @@ fn app_variant(
     html: bool,
     settings: &Settings,
 ) -> Variant {
-    let mut headers = rules.clone();
-    headers.insert(header::VARY, HeaderValue::from_static(APP_VARY));
-    headers.insert(
-        HeaderName::from_static("x-nextjs-cache"),
-        HeaderValue::from_static("HIT"),
-    );
-    headers.insert(
-        HeaderName::from_static("x-nextjs-prerender"),
-        HeaderValue::from_static("1"),
-    );
+    let mut headers = app_hit_headers(rules);
     for (name, value) in entry_headers {
         headers.append(name.clone(), value.clone());
     }
@@ -560,12 +687,7 @@ fn send_render_result(
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
     crate::assets::compression_vary(&mut headers, settings);
-    Variant {
-        body,
-        headers,
-        not_modified,
-        chunked: render.chunked,
-    }
+    Variant::new(body, headers, not_modified, render.chunked)
 }
 
 /// `getCacheControlHeader` of `next/dist/server/lib/cache-control.js`.
