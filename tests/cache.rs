@@ -331,22 +331,10 @@ async fn differential(dir: &Path) {
     let mut failures = String::new();
     for deployment in DEPLOYMENTS {
         let ours = play(&plan, dir, deployment, "1").await;
-        let (known, differences): (Vec<Difference>, Vec<Difference>) = compare(&reference, &ours)
+        let differences: Vec<Difference> = compare(&reference, &ours)
             .into_iter()
             .filter(|d| !unstable.contains(&(d.index, d.field.clone())))
-            .partition(|d| known_difference(&fixture, &reference.records[d.index], d).is_some());
-        for difference in &known {
-            let record = &reference.records[difference.index];
-            let why = known_difference(&fixture, record, difference).unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "  known, {}: {}  {}  {}: {why}",
-                deployment.name(),
-                record.route,
-                record.step,
-                difference.field
-            );
-        }
+            .collect();
         let _ = writeln!(
             out,
             "{fixture}, {}: {} recorded requests in {:.1?}, {} difference(s)",
@@ -374,30 +362,6 @@ async fn differential(dir: &Path) {
         failures.is_empty(),
         "tower-next caches otherwise than next start:{failures}"
     );
-}
-
-/// Differences still open (issue 9), each with what was found; they are printed, not
-/// failed on. Everything else must match.
-fn known_difference(
-    fixture: &str,
-    record: &Record,
-    difference: &Difference,
-) -> Option<&'static str> {
-    if !fixture.contains("cache-components") || difference.field != "body" {
-        return None;
-    }
-    match (record.route.as_str(), record.step.as_str()) {
-        // Same rows, same content: now and then (1 run in 3 to 5) the re-render after
-        // `updateTag` gives the RSC payload other stage lengths and one stale-time row
-        // less than next start (which gives the same bytes every time, whether or not the
-        // page was asked for before the action). Not a 'use cache' read over the socket
-        // any more (none happen in such a run); seen with 1 worker and with 2 since the
-        // pages of this app are answered natively. Cause not found yet.
-        ("/update (Server Action)", "POST form") => {
-            Some("RSC payload stages after updateTag differ (one stale-time row); content equal")
-        }
-        _ => None,
-    }
 }
 
 /// What is asked, from the build (see the module docs, "The sequence").

@@ -332,6 +332,21 @@ function createUseCacheHandler() {
     // after a failure: reads then go to the host).
     return syncing.then((copied) => (copied && synced < target ? sync(target) : undefined));
   };
+  // Stores a 'use cache' entry in the host (see `set`); the copy then follows the host's
+  // count of changes.
+  const writeToHost = async (cacheKey, stored) => {
+    const seen = {};
+    await writeEntry('use-cache', cacheKey, stored, stored.expire, undefined, seen);
+    const copy = copies.get(cacheKey);
+    if (copy && copy.entry === stored) {
+      if (seen.useCacheChanges) keep(cacheKey, stored, seen.useCacheChanges);
+      else forget(cacheKey);
+    }
+    // Changes that are this worker's own writes need no copying: past them, the worker is
+    // still in step.
+    if (seen.useCacheChanges > synced) ownChanges.add(seen.useCacheChanges);
+    while (ownChanges.has(synced + 1)) ownChanges.delete(++synced);
+  };
   const handler = {
     async get(cacheKey) {
       const pending = pendingSets.get(cacheKey);
@@ -355,6 +370,13 @@ function createUseCacheHandler() {
       const revalidate = tags.areTagsStale(entry.tags, entry.timestamp) ? -1 : entry.revalidate;
       return { ...entry, revalidate, value: streamFromBuffer(value) };
     },
+    // Resolves once this worker has the entry, as Next's in-memory handler does: Next
+    // makes a concurrent read of the key (another render in this worker, e.g. the
+    // re-render after a Server Action while a background prerender fills the key) join
+    // this fill and wait for set() before its value resolves, and a wait for the socket
+    // there moved the value out of the render's static stage (one stale-time row fewer
+    // in the RSC payload than next start's). The host write goes on in the background;
+    // Next does not hold the response for it either.
     async set(cacheKey, pendingEntry) {
       let done;
       const pending = new Promise((resolve) => (done = resolve));
@@ -363,33 +385,24 @@ function createUseCacheHandler() {
         if (pendingSets.get(cacheKey) === pending) pendingSets.delete(cacheKey);
         done();
       };
+      let stored;
       try {
         const entry = await pendingEntry;
         // An `expire: 0` entry is dynamic: Next regenerates it on every read.
         if (entry.expire === 0) return;
         const value = await streamToBuffer(entry.value);
         const { value: _, ...metadata } = entry;
-        const stored = { ...metadata, value };
+        stored = { ...metadata, value };
         // Reads of this worker have the entry now, as from Next's own memory; the host
         // has it once the write lands.
         keep(cacheKey, stored, WRITING);
-        release();
-        const seen = {};
-        await writeEntry('use-cache', cacheKey, stored, entry.expire, undefined, seen);
-        const copy = copies.get(cacheKey);
-        if (copy && copy.entry === stored) {
-          if (seen.useCacheChanges) keep(cacheKey, stored, seen.useCacheChanges);
-          else forget(cacheKey);
-        }
-        // Changes that are this worker's own writes need no copying: past them, the worker
-        // is still in step.
-        if (seen.useCacheChanges > synced) ownChanges.add(seen.useCacheChanges);
-        while (ownChanges.has(synced + 1)) ownChanges.delete(++synced);
       } catch (err) {
         console.error('tower-next host cache: a use-cache entry was not stored:', err && err.message);
+        return;
       } finally {
         release();
       }
+      writeToHost(cacheKey, stored);
     },
     // Once per request, before its first 'use cache' read: catches up only when the host
     // said (with the request) that tags changed, so that a read Next makes in a render is
