@@ -31,7 +31,8 @@
 //!    RSC navigation, its prefetch (`Next-Router-Prefetch: 1`) and, on builds with segment
 //!    prefetches (Next 16), the segment prefetches `/_tree`, `/_full`, one no page has, and
 //!    the route's page segment (read from the build's `.meta` files), each with the `_rsc`
-//!    value the fixture's Next.js computes; for Pages Router pages the data route without and with
+//!    value the fixture's Next.js computes, each asked twice (tower-next answers natively
+//!    only once Node's first answer matched); for Pages Router pages the data route without and with
 //!    `x-nextjs-data: 1`; then the data route 5 more times and the page twice (Pages
 //!    Router), or the page 4 more times (6 reads in all).
 //! 2. Revalidation: each request of `lib/revalidations.json` (`POST`), then each Server
@@ -827,12 +828,15 @@ impl Player<'_> {
         match &route.kind {
             Kind::App => {
                 let plan = self.plan;
+                // Twice: tower-next answers natively only once Node's first answer matched.
                 for router in plan.router.iter().chain(&route.page_segment) {
-                    let step = format!("{phase}: {}", router.name);
                     let url = router.path(path);
                     let headers = router.header_pairs();
-                    self.record(path, step, Check::Exact, Method::GET, &url, &headers)
-                        .await;
+                    for n in 1..=2 {
+                        let step = format!("{phase}: {} #{n}", router.name);
+                        self.record(path, step, Check::Exact, Method::GET, &url, &headers)
+                            .await;
+                    }
                 }
             }
             Kind::Pages { data } => {

@@ -57,6 +57,9 @@ pub(crate) struct CachedEntry {
     pub rsc: Option<String>,
     /// `/_next/data` JSON of a Pages Router page.
     pub page_data: Option<String>,
+    /// Next 16: the segment prefetch payloads (base64), by segment path.
+    #[serde(default)]
+    pub segments: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl CachedEntry {
@@ -76,6 +79,7 @@ impl CachedEntry {
             postponed: false,
             rsc: None,
             page_data: None,
+            segments: None,
         }
     }
 }

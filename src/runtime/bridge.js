@@ -253,6 +253,13 @@ function describeEntry(data, ctx) {
   entry.postponed = typeof data.postponed === 'string';
   if (data.kind === 'APP_PAGE') {
     entry.rsc = Buffer.isBuffer(data.rscData) ? data.rscData.toString('base64') : null;
+    // Next 16: the segment prefetch payloads, by segment path (`/_tree`).
+    if (data.segmentData instanceof Map) {
+      entry.segments = {};
+      for (const [segment, payload] of data.segmentData) {
+        if (Buffer.isBuffer(payload)) entry.segments[segment] = payload.toString('base64');
+      }
+    }
   } else {
     entry.pageData = data.pageData !== undefined ? JSON.stringify(data.pageData) : null;
   }
@@ -325,7 +332,8 @@ async function loadResolvedConfig(nextDir, dir) {
   const phase = options.dev ? constants.PHASE_DEVELOPMENT_SERVER : constants.PHASE_PRODUCTION_SERVER;
   let fileConfig = null;
   try {
-    fileConfig = await loadConfig(phase, dir, { silent: true });
+    // Next's warnings about the config (as `next start` prints them), once per pool.
+    fileConfig = await loadConfig(phase, dir, { silent: !!options.quiet || (options.slot || 0) > 0 });
   } catch (err) {
     if (!options.conf) throw err;
   }

@@ -38,7 +38,7 @@ pub(super) fn whole_headers(
 /// `send`'s headers (each only if a rule has not set it), and the content type.
 fn base_headers(shape: &Shape, validators: &Validators, settings: &Settings) -> HeaderMap {
     let mut headers = shape.rules.clone();
-    let defaults = [
+    let mut defaults = [
         (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
         (
             header::CACHE_CONTROL,
@@ -49,6 +49,11 @@ fn base_headers(shape: &Shape, validators: &Validators, settings: &Settings) -> 
             semantics::value(&validators.last_modified),
         ),
     ];
+    // Next sets the immutable `Cache-Control` of `/_next/static` before `send` runs;
+    // `send` sets `public/`'s after `Accept-Ranges` (the order `next start` sends).
+    if shape.cache_control.contains("immutable") {
+        defaults.swap(0, 1);
+    }
     for (name, value) in defaults {
         headers.entry(name).or_insert(value);
     }

@@ -113,7 +113,7 @@ impl PageIndex {
             return Slot::Node;
         }
         let path = entry.pathname.clone();
-        Slot::of(&path, load::reported(entry, kind), cx)
+        Slot::of(&path, load::reported(entry, kind, cx), cx)
     }
 
     /// Applies `revalidateTag(tags)`: the pages carrying one of them are Node's until

@@ -155,10 +155,12 @@ fn load_static_pages(index: &mut PageIndex, server: &Path, build: &Manifests, cx
 }
 
 /// A page of `kind` from a cache entry a worker reported, or `None` when Rust cannot
-/// answer it as Next would (a fallback or postponed entry, no HTML or lifetime, a
-/// lifetime of 0, an RSC payload that is not base64).
-pub(super) fn reported(entry: CachedEntry, kind: Kind) -> Option<Source> {
-    if entry.fallback || entry.postponed {
+/// answer it as Next would (a fallback entry, a postponed one outside Cache Components,
+/// no HTML or lifetime, a lifetime of 0, a payload that is not base64). With Cache
+/// Components a postponed entry answers its segments only.
+pub(super) fn reported(entry: CachedEntry, kind: Kind, cx: &Context<'_>) -> Option<Source> {
+    let cache_components = cx.settings.cache_components && kind == Kind::App;
+    if entry.fallback || (entry.postponed && !cache_components) {
         return None;
     }
     let life = entry.life();
@@ -169,11 +171,24 @@ pub(super) fn reported(entry: CachedEntry, kind: Kind) -> Option<Source> {
         return None;
     }
     let rsc = match (&entry.rsc, kind) {
-        (Some(encoded), Kind::App) => match BASE64.decode(encoded) {
+        (Some(encoded), Kind::App) if !entry.postponed => match BASE64.decode(encoded) {
             Ok(bytes) => Some(Bytes::from(bytes)),
             Err(_) => return None,
         },
         _ => None,
+    };
+    if cache_components && !entry.postponed && rsc.is_none() {
+        return None;
+    }
+    let segments = match entry.segments.filter(|_| cache_components) {
+        Some(encoded) => {
+            let mut segments = Vec::with_capacity(encoded.len());
+            for (segment, payload) in encoded {
+                segments.push((segment, Bytes::from(BASE64.decode(payload).ok()?)));
+            }
+            Some(segments)
+        }
+        None => None,
     };
     Some(Source {
         kind,
@@ -184,12 +199,11 @@ pub(super) fn reported(entry: CachedEntry, kind: Kind) -> Option<Source> {
         status: entry.status,
         life: Some(life),
         last_modified: entry.at,
-        postponed: false,
-        segments: None,
+        postponed: entry.postponed,
+        segments,
     })
 }
 
-/// Next's `normalizePagePath`: the file name of a page path.
 fn file_stem(path: &str) -> String {
     if path == "/" {
         "/index".into()

@@ -393,15 +393,11 @@ fn app_answers(
 ) -> Answers {
     let (html, rsc) = app_pair(rules, entry_headers, cache_control, source, settings);
     // Next's answer to a path nothing claims renders `/_not-found` under
-    // `Cache-Control: private, no-cache, ...`.
+    // `Cache-Control: private, no-cache, ...`, set before the page's other headers.
     let unknown = (path == "/_not-found").then(|| {
-        app_pair(
-            &HeaderMap::new(),
-            entry_headers,
-            Some(NO_STORE),
-            source,
-            settings,
-        )
+        let mut first = HeaderMap::new();
+        first.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
+        app_pair(&first, entry_headers, Some(NO_STORE), source, settings)
     });
     Answers {
         html,
