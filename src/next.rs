@@ -363,6 +363,9 @@ impl Next {
     /// `next start`'s answer, else through a worker.
     async fn handle(&self, request: Request<Body>, reach: Reach) -> (Response<Body>, Responder) {
         match self.native(&request, reach) {
+            Decision::Native(Native::Resume(resume)) => {
+                (self.resume(request, resume), Responder::Node)
+            }
             Decision::Native(native) => (native.into_response().await, Responder::Native),
             Decision::Node(learn) => {
                 let response = self.dispatch(request, Dispatch::Handle).await;
@@ -390,6 +393,39 @@ impl Next {
             Some(assets) => assets.respond(request, reach),
             None => Decision::Node(None),
         }
+    }
+
+    /// A partially prerendered page: its head and static shell at once, then the rest of
+    /// the page as a worker resumes the render from the shell's postponed state (`next
+    /// start` appends its resumed render to the cached shell the same way). A worker that
+    /// fails cuts the answer short, as a failing render does in `next start`.
+    fn resume(&self, request: Request<Body>, resume: assets::Resume) -> Response<Body> {
+        use futures::{StreamExt, stream};
+
+        let (parts, _) = request.into_parts();
+        let worker_request = Request::from_parts(parts, Body::full(resume.state));
+        let next = self.clone();
+        let rest = async move {
+            let response = next.dispatch(worker_request, Dispatch::Resume).await;
+            if response.status() != StatusCode::OK {
+                tracing::error!(
+                    status = %response.status(),
+                    "a worker did not resume a partially prerendered page; its answer is cut short"
+                );
+                return Err(BoxError::from("the page's render was not resumed"));
+            }
+            Ok(response.into_body())
+        };
+        let rest = stream::once(rest)
+            .map(|body| match body {
+                Ok(body) => http_body_util::BodyStream::new(body).left_stream(),
+                Err(err) => stream::once(async move { Err(err) }).right_stream(),
+            })
+            .flatten();
+        let shell = resume.shell;
+        let frames = stream::once(async move { Ok(http_body::Frame::data(shell)) }).chain(rest);
+        let (head, ()) = resume.head.into_parts();
+        Response::from_parts(head, Body::new(http_body_util::StreamBody::new(frames)))
     }
 
     /// Sends a request to a worker of the pool.

@@ -397,6 +397,42 @@ async fn a_page_node_answers_otherwise_stays_nodes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Next 16, Cache Components: a partially prerendered page is its static shell, sent by
+/// Rust, then the rest of the page, rendered by a worker that resumes from the shell's
+/// postponed state (issue 11, item 3). The shell is the build's bytes, the `'use cache'`
+/// value in the hole is the cached one, and the page is whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partially_prerendered_page_is_the_shell_then_the_resumed_render() {
+    let Some(dir) = support::cache_components_fixture() else {
+        eprintln!("skipped: Cache Components need Next 16");
+        return;
+    };
+    let dir = support::fresh_copy(&dir, "ppr-shell");
+    let (next, addr) = start(NextOptions::new(&dir)).await;
+    let shell = std::fs::read_to_string(dir.join(".next/server/app/after-connection.html"))
+        .expect("the build's shell");
+    let first = checked(addr, "/after-connection", &[]).await;
+    let second = get(addr, "/after-connection", &[]).await;
+    for answer in [&first, &second] {
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.native(), Some("page"));
+        assert_eq!(answer.header("x-nextjs-postponed"), "1");
+        assert!(
+            answer.body.starts_with(&shell),
+            "not the build's shell first"
+        );
+        assert!(answer.body.ends_with("</body></html>"), "not a whole page");
+        assert!(
+            answer.body.len() > shell.len() + 100,
+            "nothing after the shell"
+        );
+    }
+    // The hole's 'use cache' value is cached: the same in both answers.
+    assert_eq!(first.stamp(), second.stamp());
+    next.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn native_answers_can_be_switched_off() {
     let (next, addr) = start(support::options().serve_natively(false)).await;

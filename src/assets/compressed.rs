@@ -93,6 +93,9 @@ pub(crate) struct Learn {
     identity: Bytes,
     /// The answer is checked: its verdict is recorded.
     verify: bool,
+    /// Only the start of Node's body is known (a page's static shell, which the rest of
+    /// the render follows): the body must begin with `identity`.
+    prefix: bool,
 }
 
 impl Compressed {
@@ -137,6 +140,7 @@ impl Compressed {
                 identity_headers: identity_headers.clone(),
                 identity: identity.clone(),
                 verify: false,
+                prefix: false,
             });
         }
         answer
@@ -151,13 +155,15 @@ impl Compressed {
         }
     }
 
-    /// Node answers; its answer (identity or gzip) is checked against Rust's.
+    /// Node answers; its answer (identity or gzip) is checked against Rust's, whole or
+    /// (`prefix`) its start.
     pub(super) fn verify(
         self: &Arc<Self>,
         key: VariantKey,
         status: StatusCode,
         identity_headers: &HeaderMap,
         identity: &Bytes,
+        prefix: bool,
     ) -> Learn {
         Learn {
             store: self.clone(),
@@ -166,6 +172,7 @@ impl Compressed {
             identity_headers: identity_headers.clone(),
             identity: identity.clone(),
             verify: true,
+            prefix,
         }
     }
 
@@ -221,6 +228,10 @@ impl Learn {
     pub(crate) fn watch(self, response: Response<Body>) -> Response<Body> {
         let gzip = response.headers().get(header::CONTENT_ENCODING)
             == Some(&HeaderValue::from_static("gzip"));
+        // A compressed stream's start cannot be checked: no verdict.
+        if gzip && self.prefix {
+            return response;
+        }
         let expected = if gzip {
             gzip_headers(&self.identity_headers)
         } else {
@@ -270,6 +281,8 @@ impl Learn {
     fn finish(self, body: Bytes, gzip: bool) {
         let same = if gzip {
             decompresses_to(&body, &self.identity)
+        } else if self.prefix {
+            body.starts_with(&self.identity)
         } else {
             body == self.identity
         };
@@ -359,6 +372,16 @@ impl http_body::Body for Capture {
                     } else {
                         captured.extend_from_slice(data);
                     }
+                }
+                // A start that is checked is checked once it has arrived.
+                let started = match (&this.learn, &this.captured) {
+                    (Some(learn), Some(captured)) => {
+                        learn.prefix && captured.len() >= learn.identity.len()
+                    }
+                    _ => false,
+                };
+                if started {
+                    this.finish();
                 }
                 // hyper stops polling once a body says it has ended.
                 if this.inner.is_end_stream() {

@@ -36,6 +36,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use percent_encoding::percent_decode_str;
@@ -160,6 +161,19 @@ fn cache_components(
 pub(crate) enum Native {
     Ready(Response<Body>),
     Pending(BoxFuture<'static, Response<Body>>),
+    /// A partially prerendered page: its head and static shell at once, then the rest of
+    /// the page from a worker that resumes the render (see `Next`'s handling).
+    Resume(Resume),
+}
+
+/// What Rust sends of a partially prerendered page, and what a worker resumes from.
+pub(crate) struct Resume {
+    /// The response without its body: status and headers.
+    pub head: Response<()>,
+    /// The static shell, sent first.
+    pub shell: Bytes,
+    /// The shell's postponed state (Next's `postponed`), sent to the worker.
+    pub state: Bytes,
 }
 
 impl Native {
@@ -171,11 +185,19 @@ impl Native {
         Native::Pending(Box::pin(future))
     }
 
-    /// The response.
+    /// The response. A [`Native::Resume`] needs a worker: it is answered by `Next`, and
+    /// here only with a 500 that says so.
     pub(crate) async fn into_response(self) -> Response<Body> {
         match self {
             Native::Ready(response) => response,
             Native::Pending(future) => future.await,
+            Native::Resume(_) => {
+                tracing::error!("a partially prerendered page reached a path without workers");
+                crate::body::plain_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the page needs a worker",
+                )
+            }
         }
     }
 
@@ -192,6 +214,13 @@ impl Native {
         match self {
             Native::Ready(response) => Native::Ready(mark(response)),
             Native::Pending(future) => Native::pending(async move { mark(future.await) }),
+            Native::Resume(mut resume) => {
+                resume
+                    .head
+                    .headers_mut()
+                    .insert(NATIVE_HEADER, HeaderValue::from_static(marker));
+                Native::Resume(resume)
+            }
         }
     }
 }
@@ -325,7 +354,7 @@ impl Assets {
                 let mut index = PageIndex::clone(&self.pages.load());
                 let cx = self.page_context();
                 match event.change {
-                    CacheChange::Set(entry) => index.apply_set(entry, &cx),
+                    CacheChange::Set(entry) => index.apply_set(*entry, &cx),
                     CacheChange::RevalidateTag { tags, at, .. } => {
                         index.apply_revalidate_tags(&tags, at)
                     }

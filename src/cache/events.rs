@@ -20,7 +20,7 @@ pub(crate) struct CacheEvent {
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub(crate) enum CacheChange {
     /// `IncrementalCache#set`: a page was (re)generated, or its entry removed.
-    Set(CachedEntry),
+    Set(Box<CachedEntry>),
     /// `revalidateTag` (and so `revalidatePath`): entries with these tags are stale.
     RevalidateTag {
         tags: Vec<String>,
@@ -53,6 +53,9 @@ pub(crate) struct CachedEntry {
     pub status: Option<u16>,
     #[serde(default)]
     pub postponed: bool,
+    /// The postponed state itself (Next's `postponed`), to resume the render from.
+    #[serde(default)]
+    pub postponed_state: Option<String>,
     /// The RSC payload, base64.
     pub rsc: Option<String>,
     /// `/_next/data` JSON of a Pages Router page.
@@ -77,6 +80,7 @@ impl CachedEntry {
             headers: None,
             status: None,
             postponed: false,
+            postponed_state: None,
             rsc: None,
             page_data: None,
             segments: None,

@@ -479,7 +479,7 @@ pub(crate) async fn follow_remote_changes(
                     namespace,
                     pathname,
                 } if namespace == build_id => {
-                    CacheChange::Set(CachedEntry::replaced(pathname, now_ms()))
+                    CacheChange::Set(Box::new(CachedEntry::replaced(pathname, now_ms())))
                 }
                 RemoteChange::Resync => {
                     let Some(cache) = cache.upgrade() else { return };

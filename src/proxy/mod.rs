@@ -93,6 +93,11 @@ pub(crate) fn prepare(
                 .headers
                 .insert(protocol::NOT_FOUND, HeaderValue::from_static("1"));
         }
+        Dispatch::Resume => {
+            parts
+                .headers
+                .insert(protocol::RESUME, HeaderValue::from_static("1"));
+        }
     }
 
     // The connector ignores the authority; the pool needs one to key connections.

@@ -43,4 +43,7 @@ pub(crate) enum Dispatch {
     Render { page: String, query: String },
     /// `app.render404(req, res)`.
     NotFound,
+    /// Next's request handler, resuming a partially prerendered page whose shell the host
+    /// sent: only the rest of the page is answered.
+    Resume,
 }

@@ -251,6 +251,8 @@ function describeEntry(data, ctx) {
   entry.headers = data.headers || null;
   entry.status = typeof data.status === 'number' ? data.status : null;
   entry.postponed = typeof data.postponed === 'string';
+  // The state a worker resumes the render from, after the host sent the shell.
+  if (entry.postponed) entry.postponedState = data.postponed;
   if (data.kind === 'APP_PAGE') {
     entry.rsc = Buffer.isBuffer(data.rscData) ? data.rscData.toString('base64') : null;
     // Next 16: the segment prefetch payloads, by segment path (`/_tree`).
@@ -264,6 +266,27 @@ function describeEntry(data, ctx) {
     entry.pageData = data.pageData !== undefined ? JSON.stringify(data.pageData) : null;
   }
   return entry;
+}
+
+// The rest of a partially prerendered page whose static shell the host has sent: the
+// request's body is the shell's postponed state. Next resumes the render from the state
+// it finds in its request meta (as its own `next start` does after sending a cached
+// shell) and answers only what follows the shell.
+function resumeRender(req, res, handle) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on('data', (chunk) => chunks.push(chunk));
+    req.on('error', reject);
+    req.on('end', () => {
+      const meta = Symbol.for('NextInternalRequestMeta');
+      req[meta] = { ...(req[meta] || {}), postponed: Buffer.concat(chunks).toString('utf8') };
+      req.method = 'GET';
+      delete req.headers['content-length'];
+      delete req.headers['content-type'];
+      delete req.headers['transfer-encoding'];
+      resolve(handle(req, res));
+    });
+  });
 }
 
 function journalLength() {
@@ -490,6 +513,7 @@ async function main() {
       });
       return;
     }
+    const resume = req.headers[HEADER_PREFIX + 'resume'] === '1';
     const render = req.headers[HEADER_PREFIX + 'render'];
     const query = req.headers[HEADER_PREFIX + 'query'];
     // How many tag changes the host's cache has seen (see host-cache.js, refreshTags).
@@ -514,6 +538,7 @@ async function main() {
       };
     }
     const dispatch = () => {
+      if (resume) return resumeRender(req, res, handle);
       const parsedUrl = parse(req.url, true);
       if (notFound) return app.render404(req, res, parsedUrl);
       if (render) {

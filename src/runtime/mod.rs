@@ -35,7 +35,7 @@ const STATUS_MARK: &str = "@@tower-next@@ ";
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 enum Status {
-    Ready(AppInfo),
+    Ready(Box<AppInfo>),
     Error { code: String, message: String },
     Cache(CacheEvent),
 }

@@ -13,6 +13,9 @@ pub(crate) const RENDER: HeaderName = HeaderName::from_static("x-tower-next-rend
 pub(crate) const QUERY: HeaderName = HeaderName::from_static("x-tower-next-query");
 /// `app.render404`.
 pub(crate) const NOT_FOUND: HeaderName = HeaderName::from_static("x-tower-next-not-found");
+/// Resume a partially prerendered page: the request's body is the postponed state of
+/// the shell the host has sent, and the worker answers only the rest of the page.
+pub(crate) const RESUME: HeaderName = HeaderName::from_static("x-tower-next-resume");
 /// A question to the bridge itself (e.g. `middleware-matchers`).
 pub(crate) const CONTROL: HeaderName = HeaderName::from_static("x-tower-next-control");
 /// On worker responses: the last cache event the worker had sent when it sent the headers.

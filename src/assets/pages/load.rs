@@ -53,9 +53,10 @@ pub(crate) struct Source {
     pub status: Option<u16>,
     pub life: Option<CacheLife>,
     pub last_modified: u64,
-    /// Cache Components: a static shell with postponed parts (answered by Node, except
-    /// its segments).
+    /// Cache Components: a static shell with postponed parts; Rust sends the shell and a
+    /// worker resumes the render from `postponed_state`.
     pub postponed: bool,
+    pub postponed_state: Option<String>,
     /// Next 16: the entry's segment prefetch payloads, by segment path (`/_tree`), as
     /// its `.meta` lists them (`segmentPaths`); `None` when it lists none.
     pub segments: Option<Vec<(String, Bytes)>>,
@@ -147,6 +148,7 @@ fn load_static_pages(index: &mut PageIndex, server: &Path, build: &Manifests, cx
             life: None,
             last_modified: 0,
             postponed: false,
+            postponed_state: None,
             segments: None,
         };
         let slot = Slot::of(path, Some(source), cx);
@@ -200,6 +202,7 @@ pub(super) fn reported(entry: CachedEntry, kind: Kind, cx: &Context<'_>) -> Opti
         life: Some(life),
         last_modified: entry.at,
         postponed: entry.postponed,
+        postponed_state: entry.postponed_state.filter(|_| entry.postponed),
         segments,
     })
 }
@@ -324,6 +327,10 @@ fn read_stem(
 ) -> Option<Source> {
     let cache_components = cx.settings.cache_components && kind == Kind::App;
     let postponed = meta.postponed.as_ref().is_some_and(|p| !p.is_null());
+    let postponed_state = match &meta.postponed {
+        Some(serde_json::Value::String(state)) => Some(state.clone()),
+        _ => None,
+    };
     if postponed && !cache_components {
         return None;
     }
@@ -363,6 +370,7 @@ fn read_stem(
         life: Some(life),
         last_modified,
         postponed,
+        postponed_state,
         segments: meta
             .segment_paths
             .filter(|_| cache_components)

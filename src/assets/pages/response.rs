@@ -6,7 +6,7 @@
 use std::{sync::Arc, time::SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 
 use super::load::{CacheLife, Kind, Source};
 use crate::{
@@ -87,6 +87,9 @@ pub(crate) struct Page {
     static_rsc: bool,
     /// Next 16 segment prefetches, when the entry has its segments.
     segments: Option<Segments>,
+    /// A postponed entry's static shell (the answer's head and first bytes) and the state
+    /// a worker resumes the render from.
+    shell: Option<(Variant, Bytes)>,
 }
 
 /// The answers to `Next-Router-Segment-Prefetch`: each segment the entry holds (by the
@@ -149,6 +152,15 @@ impl Page {
         };
         let entry_headers = entry_headers(&source.entry_headers)?;
         let cache_control = life.map(|l| cache_control(l, settings.expire_time));
+        let shell = match (&source.postponed_state, status) {
+            (Some(state), StatusCode::OK) if source.postponed && settings.cache_components => {
+                Some((
+                    shell_answer(&source.html, &rules, &entry_headers, settings),
+                    Bytes::from(state.clone().into_bytes()),
+                ))
+            }
+            _ => None,
+        };
         let segments = match (&source.segments, status) {
             (Some(segments), StatusCode::OK) => Some(segment_answers(
                 segments,
@@ -184,6 +196,7 @@ impl Page {
             postponed: source.postponed,
             static_rsc: !settings.cache_components || settings.static_rsc.contains(path),
             segments,
+            shell,
         })
     }
 
@@ -222,6 +235,9 @@ impl Page {
         {
             return None; // stale: Next answers it and regenerates it
         }
+        if want == Want::Html && self.postponed {
+            return self.serve_shell(request, settings, compressed, learn);
+        }
         let (variant, name) = self.variant(&want, request.headers())?;
         let status = match &want {
             Want::Data => StatusCode::OK,
@@ -247,7 +263,13 @@ impl Page {
                     || request_headers.contains_key(header::IF_MODIFIED_SINCE);
                 let deflate = semantics::negotiate(request_headers) == Encoding::Deflate;
                 if request.method() == Method::GET && !conditional && !deflate {
-                    *learn = Some(compressed.verify(key, status, &variant.headers, &variant.body));
+                    *learn = Some(compressed.verify(
+                        key,
+                        status,
+                        &variant.headers,
+                        &variant.body,
+                        false,
+                    ));
                 }
                 return None;
             }
@@ -281,6 +303,52 @@ impl Page {
             variant.headers.clone(),
             variant.body(head),
         )))
+    }
+
+    /// A postponed page's HTML: the shell at once, then the worker's resumed render (as
+    /// `next start` appends it to the cached shell). Only to a `GET` that is not answered
+    /// compressed: Node compresses the whole stream, in bytes Rust cannot reproduce.
+    fn serve_shell<B>(
+        &self,
+        request: &Request<B>,
+        settings: &Settings,
+        compressed: &Arc<Compressed>,
+        learn: &mut Option<Learn>,
+    ) -> Option<Native> {
+        let (variant, state) = self.shell.as_ref()?;
+        if request.method() != Method::GET {
+            return None;
+        }
+        let headers = request.headers();
+        if settings.compress
+            && crate::assets::compressible(&variant.headers)
+            && semantics::negotiate(headers) != Encoding::Identity
+        {
+            return None;
+        }
+        let key = VariantKey::page(&self.path, "shell", variant.fingerprint);
+        match compressed.verdict(&key) {
+            Verdict::Matched => {}
+            Verdict::Refused => return None,
+            Verdict::Unknown => {
+                *learn = Some(compressed.verify(
+                    key,
+                    self.status,
+                    &variant.headers,
+                    &variant.body,
+                    true,
+                ));
+                return None;
+            }
+        }
+        let mut head = Response::new(());
+        *head.status_mut() = self.status;
+        *head.headers_mut() = variant.headers.clone();
+        Some(Native::Resume(crate::assets::Resume {
+            head,
+            shell: variant.body.clone(),
+            state: state.clone(),
+        }))
     }
 
     /// The answer a request wants, and its name among the page's answers.
@@ -436,6 +504,33 @@ fn app_pair(
         )
     });
     (html, rsc)
+}
+
+/// A postponed page's head and shell (`app-page` template, an HTML request of an entry
+/// with postponed state): the entry's headers, `x-nextjs-postponed: 1`, never stored,
+/// streamed, no ETag, no `x-nextjs-cache`.
+fn shell_answer(
+    html: &str,
+    rules: &HeaderMap,
+    entry_headers: &[(HeaderName, HeaderValue)],
+    settings: &Settings,
+) -> Variant {
+    let mut headers = rules.clone();
+    headers.insert(header::VARY, HeaderValue::from_static(APP_VARY));
+    for (name, value) in entry_headers {
+        headers.append(name.clone(), value.clone());
+    }
+    headers.insert(
+        HeaderName::from_static("x-nextjs-postponed"),
+        HeaderValue::from_static("1"),
+    );
+    let render = Render {
+        content_type: HTML_TYPE,
+        cache_control: Some(NO_STORE),
+        etag: None,
+        chunked: true,
+    };
+    send_render_result(headers, Bytes::from(html.to_owned()), render, settings)
 }
 
 /// The headers Next's app-page handler sets on an answer from its cache, after the header

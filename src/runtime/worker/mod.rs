@@ -369,7 +369,7 @@ impl Process {
             }
         };
         match status {
-            Some(Status::Ready(info)) => Ok(info),
+            Some(Status::Ready(info)) => Ok(*info),
             // Cache events never reach the status channel (see `read_stdout`).
             Some(Status::Cache(_)) => Err(Error::WorkerFailed {
                 reason: "unexpected status".into(),
