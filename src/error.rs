@@ -131,11 +131,14 @@ impl fmt::Display for Error {
     }
 }
 
+/// What introduces a worker's last stderr lines in an error's message.
+pub(crate) const STDERR_TAIL: &str = "\nlast lines of its stderr:\n";
+
 fn write_stderr(f: &mut fmt::Formatter<'_>, stderr: &str) -> fmt::Result {
     if stderr.trim().is_empty() {
         Ok(())
     } else {
-        write!(f, "\nlast lines of its stderr:\n{}", stderr.trim_end())
+        write!(f, "{STDERR_TAIL}{}", stderr.trim_end())
     }
 }
 

@@ -95,8 +95,15 @@ pub(crate) struct CrashReport {
 impl CrashReport {
     fn restart_failed(&self, worker: &str, err: &Error, retry_in: Duration) {
         let message = err.to_string();
+        // The same error, whatever the worker printed before it (one worker of the pool
+        // prints Next's config messages, the others do not).
+        let error = message
+            .split(crate::error::STDERR_TAIL)
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         let mut last = self.last.lock().expect("crash report lock");
-        if last.as_deref() == Some(message.as_str()) {
+        if last.as_deref() == Some(error.as_str()) {
             tracing::debug!(
                 worker,
                 retry_in_ms = retry_in.as_millis() as u64,
@@ -109,7 +116,7 @@ impl CrashReport {
             "Next.js worker cannot start; retrying with backoff (up to {BACKOFF_MAX:?}), \
              requests get 503 meanwhile. This error is reported once: {message}"
         );
-        *last = Some(message);
+        *last = Some(error);
     }
 
     fn started(&self, worker: &str) {
