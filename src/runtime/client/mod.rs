@@ -33,6 +33,9 @@ pub(crate) enum Sent {
     /// The worker could not be reached (nothing listens on its socket) and not a byte of
     /// the request was sent: here it is back, whole, to be sent elsewhere.
     Unreachable(Request<Body>),
+    /// The worker closed the connection without answering (it died): a `502`, and the
+    /// worker should get no more requests until it is known to be back.
+    Broken(Response<Body>),
 }
 
 impl WorkerClient {
@@ -82,7 +85,7 @@ impl WorkerClient {
                 }
                 None => Sent::Response(failed(&err, "Next.js worker unreachable")),
             },
-            Err(err) => Sent::Response(failed(&err, "Next.js worker closed the connection")),
+            Err(err) => Sent::Broken(failed(&err, "Next.js worker closed the connection")),
         }
     }
 }

@@ -294,6 +294,12 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
         let exchange = async {
             let (lease, request) = match lease.slot.client.send(request).await {
                 Sent::Response(response) => return (Some(lease), response),
+                Sent::Broken(response) => {
+                    // Its other kept-alive connections are as dead: no new request goes
+                    // there before the supervisor has seen the exit.
+                    self.mark_unreachable(&lease.slot);
+                    return (None, response);
+                }
                 Sent::Unreachable(request) => (lease, request),
             };
             // Nothing was sent: the request may go to another worker, once.
@@ -306,6 +312,10 @@ impl<A: Send + Sync + 'static> WorkerPool<A> {
             };
             match lease.slot.client.send(request).await {
                 Sent::Response(response) => (Some(lease), response),
+                Sent::Broken(response) => {
+                    self.mark_unreachable(&lease.slot);
+                    (None, response)
+                }
                 Sent::Unreachable(_) => {
                     self.mark_unreachable(&lease.slot);
                     tracing::error!(worker = %lease.slot.worker.name(), "Next.js worker unreachable, after a retry");
