@@ -132,21 +132,28 @@ impl SharedStore {
 
     /// The entry, if the store has it and answers in time.
     pub(crate) async fn get(&self, key: &EntryKey) -> Option<Bytes> {
+        let mut command = redis::cmd("GET");
+        command.arg(Self::entry_key(key));
+        let entry: Option<Vec<u8>> = self.read(&command, "an entry").await?;
+        entry.map(Bytes::from)
+    }
+
+    /// `command`'s answer, or `None` when the store is not in step, fails, or does not
+    /// answer within [`STORE_TIMEOUT`] (the request goes on without it). `what` names the
+    /// read in the log.
+    async fn read<T: redis::FromRedisValue>(&self, command: &redis::Cmd, what: &str) -> Option<T> {
         if !self.synced() {
             return None;
         }
         let mut connection = self.writes.clone();
-        let mut command = redis::cmd("GET");
-        command.arg(Self::entry_key(key));
-        let read = command.query_async::<Option<Vec<u8>>>(&mut connection);
-        match tokio::time::timeout(STORE_TIMEOUT, read).await {
-            Ok(Ok(entry)) => entry.map(Bytes::from),
+        match tokio::time::timeout(STORE_TIMEOUT, command.query_async::<T>(&mut connection)).await {
+            Ok(Ok(answer)) => Some(answer),
             Ok(Err(err)) => {
-                tracing::debug!(error = %err, "shared cache: read failed; served from this host");
+                tracing::debug!(error = %err, what, "shared cache: read failed; served from this host");
                 None
             }
             Err(_) => {
-                tracing::debug!("shared cache: read timed out; served from this host");
+                tracing::debug!(what, "shared cache: read timed out; served from this host");
                 None
             }
         }
@@ -220,27 +227,12 @@ impl SharedStore {
     /// The `'use cache'` keys of `namespace` whose entries the store holds, or `None` when
     /// it cannot say (unreachable, not in step, too slow).
     pub(crate) async fn use_cache_keys(&self, namespace: &str) -> Option<Vec<String>> {
-        if !self.synced() {
-            return None;
-        }
-        let mut connection = self.writes.clone();
         let mut command = redis::cmd("ZRANGEBYSCORE");
         command
             .arg(Self::use_cache_index_key(namespace))
             .arg(now_ms() / 1000)
             .arg("+inf");
-        let read = command.query_async::<Vec<String>>(&mut connection);
-        match tokio::time::timeout(STORE_TIMEOUT, read).await {
-            Ok(Ok(keys)) => Some(keys),
-            Ok(Err(err)) => {
-                tracing::debug!(error = %err, "shared cache: 'use cache' keys not listed");
-                None
-            }
-            Err(_) => {
-                tracing::debug!("shared cache: listing 'use cache' keys timed out");
-                None
-            }
-        }
+        self.read(&command, "'use cache' keys").await
     }
 
     /// Every tag of `namespace` the store has.
