@@ -132,15 +132,15 @@ function installHostCache(config, namespace) {
     return;
   }
   hostCacheModule = hostCache;
-  if (!config.cacheHandler) config.cacheHandler = options.hostCache.handler;
-  const registered = globalThis[NEXT_CACHE_HANDLERS];
-  if (hostCache.useCache && !(registered && registered.DefaultCache)) {
-    globalThis[NEXT_CACHE_HANDLERS] = {
-      ...(registered || {}),
-      DefaultCache: hostCache.useCache,
-      RemoteCache: (registered && registered.RemoteCache) || hostCache.useCache,
-    };
-  }
+  const registered = globalThis[NEXT_CACHE_HANDLERS] || {};
+  // Registered, not named in the config: Next imports a configured handler again on every
+  // request (twice, about 40 µs of the worker's time), a registered one never.
+  const fetchCache = config.cacheHandler || registered.FetchCache ? {} : { FetchCache: hostCache };
+  const useCache =
+    hostCache.useCache && !registered.DefaultCache
+      ? { DefaultCache: hostCache.useCache, RemoteCache: registered.RemoteCache || hostCache.useCache }
+      : {};
+  globalThis[NEXT_CACHE_HANDLERS] = { ...registered, ...fetchCache, ...useCache };
 }
 
 // Installs the reporting handler. Returns whether the worker reports cache events (never
@@ -149,13 +149,16 @@ function installCacheEvents(config, nextDir) {
   if (options.dev || !options.cacheEvents) return false;
   const configured = config.cacheHandler;
   const registered = globalThis[NEXT_CACHE_HANDLERS];
-  if (!configured && registered && registered.FetchCache) {
+  const hostRegistered = hostCacheModule && registered && registered.FetchCache === hostCacheModule;
+  if (!configured && registered && registered.FetchCache && !hostRegistered) {
     console.error('tower-next bridge: a FetchCache is registered already; prerendered pages are left to Next.js');
     return false;
   }
   const base = configured
     ? path.resolve(options.dir, configured)
-    : path.join(nextDir, 'dist/server/lib/incremental-cache/file-system-cache.js');
+    : hostRegistered
+      ? options.hostCache.handler
+      : path.join(nextDir, 'dist/server/lib/incremental-cache/file-system-cache.js');
   // One per process: the pool's shared handler lives in the same folder, and the
   // workers start side by side.
   const file = path.join(options.privateDir, `cache-events-${process.pid}.cjs`);
@@ -194,7 +197,8 @@ function installCacheEvents(config, nextDir) {
     },
   };
   if (configured) {
-    // Next imports a configured handler on every request; only then is the config changed.
+    // Next imports a configured handler on every request, as it does under `next start`:
+    // the app's own handler stays in the config.
     config.cacheHandler = file;
   } else {
     globalThis[NEXT_CACHE_HANDLERS] = { ...(registered || {}), FetchCache: Handler };
@@ -473,6 +477,12 @@ async function main() {
   }
   const conf = options.conf ? config : undefined;
 
+  // Only an app that can use 'use cache' pays for keeping each request's change count
+  // (an AsyncLocalStorage costs every promise of the render a little).
+  const experimental = config.experimental || {};
+  const useCacheInUse =
+    !!hostCacheModule &&
+    !!(config.cacheComponents || experimental.cacheComponents || experimental.useCache || experimental.dynamicIO);
   const server = http.createServer();
   const next = require(path.join(nextDir, 'dist/server/next.js'));
   const createApp = next.default || next;
@@ -539,12 +549,11 @@ async function main() {
     }
     const dispatch = () => {
       if (resume) return resumeRender(req, res, handle);
-      const parsedUrl = parse(req.url, true);
-      if (notFound) return app.render404(req, res, parsedUrl);
+      if (notFound) return app.render404(req, res, parse(req.url, true));
       if (render) {
         // Next builds the page's URL from parsedUrl.search when present, ignoring `query`.
         const renderQuery = querystring.parse(query || '');
-        const renderUrl = { ...parsedUrl, search: null, path: null, href: null, query: renderQuery };
+        const renderUrl = { ...parse(req.url, true), search: null, path: null, href: null, query: renderQuery };
         return app.render(req, res, render, renderQuery, renderUrl);
       }
       // Next parses the URL itself, as under `next start`: Node's legacy url.parse()
@@ -556,7 +565,7 @@ async function main() {
       // The 'use cache' entries other workers changed, copied here before Next renders
       // (see host-cache.js): only when the host's count moved.
       const synced = hostCacheModule && hostCacheModule.syncUseCache(useCacheChanges);
-      const render = hostCacheModule
+      const render = useCacheInUse
         ? () => hostCacheModule.renderWithChanges(useCacheChanges, dispatch)
         : dispatch;
       work = synced ? synced.then(render) : render();
