@@ -367,15 +367,64 @@ impl Next {
                 (self.resume(request, resume), Responder::Node)
             }
             Decision::Native(native) => (native.into_response().await, Responder::Native),
-            Decision::Node(learn) => {
-                let response = self.dispatch(request, Dispatch::Handle).await;
-                let response = match learn {
-                    Some(learn) => learn.watch(response),
-                    None => response,
-                };
-                (response, Responder::Node)
-            }
+            Decision::Node(learn) => (self.to_node(request, learn).await, Responder::Node),
+            Decision::ImageMiss(miss) => self.optimize(request, reach, miss).await,
         }
+    }
+
+    /// Node's answer, checked or learned from when `learn` says so.
+    async fn to_node(
+        &self,
+        request: Request<Body>,
+        learn: Option<assets::Learn>,
+    ) -> Response<Body> {
+        let response = self.dispatch(request, Dispatch::Handle).await;
+        match learn {
+            Some(learn) => learn.watch(response),
+            None => response,
+        }
+    }
+
+    /// An image request that may make Node optimize: after any request of the same image
+    /// at Node, and within the bound on optimizations at once (see `assets::Optimizations`).
+    async fn optimize(
+        &self,
+        request: Request<Body>,
+        reach: Reach,
+        miss: assets::ImageMiss,
+    ) -> (Response<Body>, Responder) {
+        let guard = match miss.join() {
+            assets::Flight::Lead(guard) => guard,
+            assets::Flight::Wait(waiting) => {
+                waiting.wait().await;
+                // The first request's entry is on disk now, unless it failed.
+                match self.native(&request, reach) {
+                    Decision::Native(native) => {
+                        return (native.into_response().await, Responder::Native);
+                    }
+                    Decision::Node(learn) => {
+                        return (self.to_node(request, learn).await, Responder::Node);
+                    }
+                    // Still no entry (the first request failed): no second wait.
+                    Decision::ImageMiss(miss) => miss.alone(),
+                }
+            }
+        };
+        let Ok(_permit) = guard.permit().await else {
+            tracing::warn!(uri = %request.uri(), "no turn to optimize an image in time; answering 503 (see NextOptions::image_optimizations)");
+            let mut response = plain_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many images being optimized",
+            );
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+            return (response, Responder::Native);
+        };
+        let response = self.dispatch(request, Dispatch::Handle).await;
+        drop(guard);
+        (response, Responder::Node)
     }
 
     /// The native responders' decision for a request.

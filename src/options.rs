@@ -43,6 +43,7 @@ pub struct NextOptions {
     pub(crate) shared_cache: Option<String>,
     pub(crate) brotli_budget: u64,
     pub(crate) previous_builds: usize,
+    pub(crate) image_optimizations: Option<usize>,
 }
 
 impl NextOptions {
@@ -76,6 +77,7 @@ impl NextOptions {
             shared_cache: None,
             brotli_budget: 0,
             previous_builds: 2,
+            image_optimizations: None,
         }
     }
 
@@ -109,6 +111,18 @@ impl NextOptions {
     /// Files are compressed only when they are compressible (by type) and smaller that way.
     pub fn brotli(mut self, budget_bytes: u64) -> Self {
         self.brotli_budget = budget_bytes;
+        self
+    }
+
+    /// How many `/_next/image` requests that may make Next optimize an image (no fresh
+    /// entry in its image cache) are sent to the workers at once, across the pool. More
+    /// wait, up to [`NextOptions::request_timeout`], then get a `503`. Requests for one
+    /// image (the same url, width, quality and format) go one at a time: the others wait
+    /// for the first one's answer and are then answered from the entry it wrote. Default:
+    /// one per worker. Images with a fresh entry are answered without waiting (natively,
+    /// once checked against Node). 0 counts as 1.
+    pub fn image_optimizations(mut self, at_once: usize) -> Self {
+        self.image_optimizations = Some(at_once);
         self
     }
 

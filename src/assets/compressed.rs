@@ -52,6 +52,14 @@ impl VariantKey {
         }
     }
 
+    /// An entry of Next's image cache: its key, and its file's name (expiry and ETag).
+    pub(super) fn image(key: &str, file_name: &str) -> VariantKey {
+        VariantKey {
+            slot: format!("image:{key}"),
+            version: file_name.to_owned(),
+        }
+    }
+
     pub(super) fn page(path: &str, variant: &str, id: u64) -> VariantKey {
         VariantKey {
             slot: format!("page:{variant}:{path}"),

@@ -22,6 +22,7 @@
 mod brotli;
 mod compressed;
 mod files;
+mod images;
 mod pages;
 mod rules;
 mod semantics;
@@ -45,6 +46,8 @@ use brotli::BrotliAssets;
 use compressed::Compressed;
 pub(crate) use compressed::Learn;
 use files::{FileIndex, FileMatch};
+pub(crate) use images::{Flight, ImageMiss, Optimizations};
+use images::{ImageAnswer, Images};
 use pages::{Kind, PageIndex, Want};
 use rules::{HeaderRules, RuleHeaders};
 
@@ -233,12 +236,17 @@ pub(crate) enum Decision {
     Native(Native),
     /// Node answers; with `Some`, its gzip answer is kept when it is the expected one.
     Node(Option<Learn>),
+    /// Node answers an image request that may make it optimize, in turn (see
+    /// [`Optimizations`]).
+    ImageMiss(ImageMiss),
 }
 
 /// The native responders of one app.
 pub(crate) struct Assets {
     settings: Settings,
     files: FileIndex,
+    /// `/_next/image` answers from Next's image cache, when Next serves that route.
+    images: Option<Images>,
     pages: ArcSwap<PageIndex>,
     /// Held while an event is applied: the workers of a pool report side by side, and each
     /// change is made to a copy of the index that replaces it.
@@ -311,7 +319,22 @@ impl Assets {
         } else {
             PageIndex::default()
         };
+        let images = Images::new(
+            build.images.as_ref(),
+            &dist_dir,
+            &settings.base_path,
+            settings.trailing_slash,
+            &rules,
+            &claimed,
+            Arc::new(Optimizations::new(
+                options
+                    .image_optimizations
+                    .unwrap_or_else(|| options.worker_count()),
+                options.request_timeout,
+            )),
+        );
         Some(Assets {
+            images,
             settings,
             files,
             pages: ArcSwap::from_pointee(page_index),
@@ -381,9 +404,21 @@ impl Assets {
 
     /// Answers a request natively, or says that Node answers.
     pub(crate) fn respond<B>(&self, request: &Request<B>, reach: Reach) -> Decision {
-        if self.stopped.load(Ordering::Relaxed)
-            || !(request.method() == Method::GET || request.method() == Method::HEAD)
+        if self.stopped.load(Ordering::Relaxed) {
+            return Decision::Node(None);
+        }
+        if let Some(images) = &self.images
+            && images.is_image_path(request.uri().path())
         {
+            return match images.answer(request, &self.compressed) {
+                ImageAnswer::Native(native) => {
+                    Decision::Native(native.mark(self.mark.then_some("image")))
+                }
+                ImageAnswer::Node(learn) => Decision::Node(learn),
+                ImageAnswer::Miss(miss) => Decision::ImageMiss(miss),
+            };
+        }
+        if !(request.method() == Method::GET || request.method() == Method::HEAD) {
             return Decision::Node(None);
         }
         let mut learn = None;

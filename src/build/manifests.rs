@@ -32,6 +32,9 @@ pub(crate) struct Manifests {
     /// Whether `server/interception-route-rewrite-manifest.js` lists interception routes
     /// (then App Router answers vary by `Next-Url`).
     pub interception_routes: bool,
+    /// `images-manifest.json`: next.config `images` as the build resolved it (`None`
+    /// without the file, or when it cannot be read: then images are Node's).
+    pub images: Option<ImagesConfig>,
 }
 
 impl Manifests {
@@ -65,6 +68,7 @@ impl Manifests {
             functions: read_json(&dist_dir.join(FunctionsConfigManifest::FILE))?
                 .unwrap_or_default(),
             interception_routes: interception_routes(&dist_dir.join("server")),
+            images: images_config(dist_dir),
             dist_dir: dist_dir.to_owned(),
         })
     }
@@ -73,6 +77,46 @@ impl Manifests {
     /// in an error.
     pub(crate) fn path(&self, file: &str) -> PathBuf {
         self.dist_dir.join(file)
+    }
+}
+
+/// next.config `images`, as far as tower-next reads it (from `images-manifest.json`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ImagesConfig {
+    /// `default` for Next's own optimizer; anything else (`custom`, a CDN's) is not served
+    /// at `/_next/image` by Next.
+    #[serde(default)]
+    pub loader: String,
+    #[serde(default)]
+    pub unoptimized: bool,
+    /// The formats Next may convert to, by the request's `Accept` (`image/webp`,
+    /// `image/avif`).
+    #[serde(default)]
+    pub formats: Vec<String>,
+    #[serde(default)]
+    pub content_security_policy: String,
+    /// `attachment` or `inline`.
+    #[serde(default)]
+    pub content_disposition_type: String,
+    /// Next 16: the images are kept by the app's cache handler, not on disk.
+    #[serde(default)]
+    pub custom_cache_handler: bool,
+}
+
+#[derive(Deserialize)]
+struct ImagesManifest {
+    images: ImagesConfig,
+}
+
+fn images_config(dist_dir: &Path) -> Option<ImagesConfig> {
+    let path = dist_dir.join("images-manifest.json");
+    match read_json::<ImagesManifest>(&path) {
+        Ok(manifest) => manifest.map(|m| m.images),
+        Err(err) => {
+            tracing::warn!(path = %path.display(), error = %err, "images are left to Next.js");
+            None
+        }
     }
 }
 

@@ -14,7 +14,8 @@ mod version;
 
 pub(crate) use config::{AppInfo, I18nConfig, ResolvedConfig};
 pub(crate) use manifests::{
-    FunctionsConfigManifest, HeaderRule, Manifests, MiddlewareManifest, RoutesManifest,
+    FunctionsConfigManifest, HeaderRule, ImagesConfig, Manifests, MiddlewareManifest,
+    RoutesManifest,
 };
 pub(crate) use path::BuildPath;
 pub(crate) use regex::JsRegex;
