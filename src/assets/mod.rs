@@ -280,6 +280,10 @@ impl Assets {
             );
             return None;
         }
+        if let Some(format) = build.unknown_format() {
+            tracing::info!(next = %info.next_version, format, "a build format tower-next was not checked with; Next.js answers everything");
+            return None;
+        }
         let config = &info.config;
         let dist_dir = config.dist_dir.clone();
         let rules = HeaderRules::new(&build.routes.headers, config.rule_flags());

@@ -73,6 +73,24 @@ impl Manifests {
         })
     }
 
+    /// The manifest whose format differs from the one native answers were checked with
+    /// (routes 3, prerender 4, middleware 3, as Next 15 and 16 write them), if any: Rust
+    /// then answers nothing, whatever the Next.js version says. A missing optional
+    /// manifest reads as version 0 and is fine.
+    pub(crate) fn unknown_format(&self) -> Option<String> {
+        let known = [
+            (RoutesManifest::FILE, self.routes.version, 3),
+            ("prerender-manifest.json", self.prerender.version, 4),
+            (MiddlewareManifest::FILE, self.middleware.version, 3),
+        ];
+        known
+            .into_iter()
+            .find(|(_, version, expected)| *version != 0 && version != expected)
+            .map(|(file, version, expected)| {
+                format!("{file} has version {version}, not {expected}")
+            })
+    }
+
     /// The path of one of the build's files (such as [`RoutesManifest::FILE`]), to name it
     /// in an error.
     pub(crate) fn path(&self, file: &str) -> PathBuf {
@@ -124,6 +142,9 @@ fn images_config(dist_dir: &Path) -> Option<ImagesConfig> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RoutesManifest {
+    /// The format's version (3 in Next 15 and 16).
+    #[serde(default)]
+    pub version: u32,
     /// next.config `redirects()`, and Next's own (marked `internal`).
     #[serde(default)]
     pub redirects: Vec<RouteRule>,
@@ -233,6 +254,9 @@ pub(crate) struct PageRoute {
 /// `prerender-manifest.json`, as far as tower-next reads it.
 #[derive(Deserialize, Default)]
 pub(crate) struct PrerenderManifest {
+    /// The format's version (4 in Next 15 and 16); 0 when the manifest is missing.
+    #[serde(default)]
+    pub version: u32,
     /// Each prerendered path (after basePath).
     #[serde(default)]
     pub routes: HashMap<String, PrerenderRoute>,
@@ -279,6 +303,9 @@ pub(crate) struct BypassRule {
 /// `server/middleware-manifest.json`: the Edge middleware, if any.
 #[derive(Deserialize, Default)]
 pub(crate) struct MiddlewareManifest {
+    /// The format's version (3 in Next 15 and 16); 0 when the manifest is missing.
+    #[serde(default)]
+    pub version: u32,
     /// The middleware by name (`/`).
     #[serde(default)]
     pub middleware: HashMap<String, FunctionEntry>,
@@ -403,5 +430,27 @@ mod tests {
         assert!(build.prerender.routes.is_empty());
         assert!(build.middleware.middleware.is_empty() && build.functions.functions.is_empty());
         assert!(!build.interception_routes);
+    }
+
+    #[test]
+    fn a_manifest_format_not_checked_with_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(RoutesManifest::FILE), r#"{"version":3}"#).unwrap();
+        std::fs::write(
+            dir.path().join("prerender-manifest.json"),
+            r#"{"version":4}"#,
+        )
+        .unwrap();
+        assert_eq!(Manifests::read(dir.path()).unwrap().unknown_format(), None);
+        std::fs::write(
+            dir.path().join("prerender-manifest.json"),
+            r#"{"version":5}"#,
+        )
+        .unwrap();
+        let format = Manifests::read(dir.path()).unwrap().unknown_format();
+        assert_eq!(
+            format.as_deref(),
+            Some("prerender-manifest.json has version 5, not 4")
+        );
     }
 }
