@@ -69,9 +69,9 @@ async fn tower_next(
     (next, addr)
 }
 
-/// wrk on `path`; a failed run is reported and counts as nothing served.
-fn wrk(addr: SocketAddr, path: &str, seconds: u64) -> Run {
-    common::wrk(addr, path, seconds).unwrap_or_else(|output| {
+/// wrk on `path` with `headers`; a failed run is reported and counts as nothing served.
+fn wrk(addr: SocketAddr, path: &str, seconds: u64, headers: &[(String, String)]) -> Run {
+    common::wrk_with(addr, path, seconds, headers).unwrap_or_else(|output| {
         progress(&format!("wrk failed on {path}: {output}"));
         Run::default()
     })
@@ -83,9 +83,13 @@ async fn get(
     method: reqwest::Method,
     addr: SocketAddr,
     path: &str,
+    headers: &[(String, String)],
 ) -> Result<(u16, Option<String>, String), String> {
-    let response = client
-        .request(method, format!("http://{addr}{path}"))
+    let mut request = client.request(method, format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let response = request
         .send()
         .await
         .map_err(|err| format!("{path}: {err}"))?;
@@ -114,6 +118,48 @@ fn stamp(body: &str) -> Option<String> {
     (!digits.is_empty()).then_some(digits)
 }
 
+/// A page measured: its path, what it is, and the request headers (a router request's).
+struct Page {
+    path: String,
+    what: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Page {
+    fn new(path: impl Into<String>, what: &str) -> Page {
+        Page {
+            path: path.into(),
+            what: what.to_owned(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// The segment prefetch of `/`'s tree, as Next 16's client sends it: the router headers
+/// and the `_rsc` Next computes from them (its own code, run in the build's folder).
+fn tree_prefetch(dir: &Path) -> Page {
+    let script = "const m = require(require.resolve('next/dist/shared/lib/router/utils/cache-busting-search-param.js', { paths: [process.cwd()] }));
+        Promise.resolve(m.computeCacheBustingSearchParam('1', '/_tree', undefined, undefined)).then((hash) => console.log(hash));";
+    let output = std::process::Command::new("node")
+        .args(["-e", script])
+        .current_dir(dir)
+        .output()
+        .expect("node runs");
+    assert!(output.status.success(), "Next's cache-busting hash");
+    let hash = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    Page {
+        path: format!("/?_rsc={hash}"),
+        what: "segment prefetch of `/_tree` (Cache Components)".to_owned(),
+        headers: [
+            ("rsc", "1"),
+            ("next-router-prefetch", "1"),
+            ("next-router-segment-prefetch", "/_tree"),
+        ]
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .to_vec(),
+    }
+}
+
 /// A line of the final table.
 struct Row {
     what: String,
@@ -129,13 +175,12 @@ struct Row {
 
 /// Measures `path` on every server: one request each (the page rendered and cached), a
 /// warm-up run, then `rounds` runs taking turns; a row per server with the median run.
-async fn measure(
-    servers: &[Server],
-    path: &str,
-    what: &str,
-    seconds: u64,
-    rounds: u64,
-) -> Vec<Row> {
+async fn measure(servers: &[Server], page: &Page, seconds: u64, rounds: u64) -> Vec<Row> {
+    let Page {
+        path,
+        what,
+        headers,
+    } = page;
     progress(&format!("{path}: {what}"));
     let client = support::client();
     let mut answered_by = Vec::new();
@@ -144,7 +189,7 @@ async fn measure(
         // against Rust's, the third shows who answers it from then on.
         let mut answer = Err(String::new());
         for _ in 0..3 {
-            answer = get(&client, reqwest::Method::GET, server.addr, path).await;
+            answer = get(&client, reqwest::Method::GET, server.addr, path, headers).await;
         }
         answered_by.push(match answer {
             Ok((200, Some(native), _)) => format!("Rust ({native})"),
@@ -162,9 +207,10 @@ async fn measure(
                 "error".to_owned()
             }
         });
-        wrk(server.addr, path, seconds.min(2));
+        wrk(server.addr, path, seconds.min(2), headers);
     }
-    let runs = common::take_turns(servers, path, seconds, rounds, wrk).await;
+    let load = |addr, path: &str, seconds| wrk(addr, path, seconds, headers);
+    let runs = common::take_turns(servers, path, seconds, rounds, load).await;
     let mut rows = Vec::new();
     let mut baseline = None;
     for ((server, runs), answered_by) in servers.iter().zip(runs).zip(answered_by) {
@@ -248,6 +294,61 @@ impl Fixture {
 
 /// `rounds` times: `post` on A, then `page` on B every 2 ms (at most 5 s) until its stamp
 /// changes. A row with the p50 and p99 of the times from A's answer to B's new page.
+/// Requests per server for the time to first byte, and how many at once.
+const FIRST_BYTE_REQUESTS: usize = 400;
+const FIRST_BYTE_AT_ONCE: usize = 8;
+
+/// A partially prerendered page, asked [`FIRST_BYTE_REQUESTS`] times of each server,
+/// [`FIRST_BYTE_AT_ONCE`] at once, without `Accept-Encoding`: the time to the first byte
+/// of the body (the shell) and to the last, p50 and p99. A table row per server.
+async fn first_byte(servers: &[Server], path: &str) -> Vec<String> {
+    use futures::StreamExt;
+
+    progress(&format!("{path}: time to first byte"));
+    let client = support::client();
+    let mut lines = Vec::new();
+    for server in servers {
+        let url = format!("http://{}{path}", server.addr);
+        let times: Vec<Option<(Duration, Duration)>> =
+            futures::stream::iter(0..FIRST_BYTE_REQUESTS)
+                .map(|_| {
+                    let request = client.get(&url).timeout(Duration::from_secs(30));
+                    async move {
+                        let started = Instant::now();
+                        let mut response = request.send().await.ok()?;
+                        response.chunk().await.ok()??;
+                        let first = started.elapsed();
+                        while response.chunk().await.ok()?.is_some() {}
+                        Some((first, started.elapsed()))
+                    }
+                })
+                .buffer_unordered(FIRST_BYTE_AT_ONCE)
+                .collect()
+                .await;
+        let failed = times.iter().filter(|t| t.is_none()).count();
+        let (mut first, mut whole): (Vec<Duration>, Vec<Duration>) =
+            times.into_iter().flatten().unzip();
+        first.sort();
+        whole.sort();
+        let at = |times: &[Duration], q: f64| {
+            times
+                .get(((times.len().max(1) - 1) as f64 * q).round() as usize)
+                .map_or("-".to_owned(), |t| {
+                    format!("{:.2}ms", t.as_secs_f64() * 1000.0)
+                })
+        };
+        lines.push(format!(
+            "| {} | {} | {} | {} | {} | {failed} |",
+            server.name,
+            at(&first, 0.5),
+            at(&first, 0.99),
+            at(&whole, 0.5),
+            at(&whole, 0.99),
+        ));
+    }
+    lines
+}
+
 async fn propagation(
     a: SocketAddr,
     b: SocketAddr,
@@ -262,7 +363,7 @@ async fn propagation(
     let (mut unchanged, mut failed, mut same_as_a, mut native) = (0, 0, 0, 0);
     let mut previous = None;
     for _ in 0..rounds {
-        let old = match get(&client, reqwest::Method::GET, b, page).await {
+        let old = match get(&client, reqwest::Method::GET, b, page, &[]).await {
             Ok((200, _, body)) => stamp(&body),
             _ => None,
         };
@@ -270,7 +371,7 @@ async fn propagation(
             failed += 1;
             continue;
         };
-        match get(&client, reqwest::Method::POST, a, post).await {
+        match get(&client, reqwest::Method::POST, a, post, &[]).await {
             Ok((200, _, _)) => {}
             other => {
                 progress(&format!("POST {post} on A: {other:?}"));
@@ -280,13 +381,13 @@ async fn propagation(
         }
         let answered = Instant::now();
         loop {
-            if let Ok((200, marked, body)) = get(&client, reqwest::Method::GET, b, page).await
+            if let Ok((200, marked, body)) = get(&client, reqwest::Method::GET, b, page, &[]).await
                 && let Some(new) = stamp(&body).filter(|new| *new != old)
             {
                 times.push(answered.elapsed());
                 native += usize::from(marked.is_some());
                 // Did B serve A's render (or A B's), or did each render its own?
-                if let Ok((_, _, on_a)) = get(&client, reqwest::Method::GET, a, page).await
+                if let Ok((_, _, on_a)) = get(&client, reqwest::Method::GET, a, page, &[]).await
                     && stamp(&on_a).as_ref() == Some(&new)
                 {
                     same_as_a += 1;
@@ -381,15 +482,16 @@ async fn bench() {
     let machine = common::machine();
 
     // Each fixture's servers, then its pages one after the other.
+    let ppr = format!("/item/{item}");
     let pages = [
         (
             &caching,
             vec![
-                (
+                Page::new(
                     format!("/article/{slug}"),
                     "ISR page rendered on demand (App Router, revalidate 3600)",
                 ),
-                (
+                Page::new(
                     format!("/product/{product}"),
                     "ISR page rendered on demand (Pages Router, fallback: 'blocking', revalidate 60)",
                 ),
@@ -398,23 +500,25 @@ async fn bench() {
         (
             &cache_components,
             vec![
-                ("/".to_owned(), "fully prerendered page (Cache Components)"),
-                (
-                    "/after-connection".to_owned(),
-                    "'use cache' value after connection()",
-                ),
-                (
-                    format!("/item/{item}"),
+                Page::new("/", "fully prerendered page (Cache Components)"),
+                tree_prefetch(&cache_components),
+                Page::new("/after-connection", "'use cache' value after connection()"),
+                Page::new(
+                    ppr.clone(),
                     "PPR page rendered on demand (cached shell, dynamic hole)",
                 ),
             ],
         ),
     ];
     let mut rows = Vec::new();
+    let mut first_bytes = Vec::new();
     for (built, pages) in pages {
         let servers = start(built, &redis, redis_pid).await;
-        for (path, what) in pages {
-            rows.extend(measure(&servers.servers, &path, what, seconds, rounds).await);
+        for page in &pages {
+            rows.extend(measure(&servers.servers, page, seconds, rounds).await);
+        }
+        if built == &cache_components {
+            first_bytes = first_byte(&servers.servers, &ppr).await;
         }
         servers.stop().await;
     }
@@ -467,5 +571,13 @@ async fn bench() {
             row.ratio,
             row.cpu
         );
+    }
+    println!(
+        "\n`{ppr}` (PPR), {FIRST_BYTE_REQUESTS} requests per server, {FIRST_BYTE_AT_ONCE} at once, no `Accept-Encoding`: time to the first byte of the body (the static shell) and to the last\n"
+    );
+    println!("| server | first byte p50 | p99 | whole answer p50 | p99 | failed |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for line in first_bytes {
+        println!("{line}");
     }
 }

@@ -113,10 +113,26 @@ pub struct Run {
 
 /// `wrk -t2 -c32 --latency` on `path` for `seconds`: its numbers, or, when wrk fails, what
 /// it wrote (stdout, then stderr).
+#[allow(dead_code)] // each bench compiles this module, and one sends headers everywhere
 pub fn wrk(addr: SocketAddr, path: &str, seconds: u64) -> Result<Run, String> {
-    let output = Command::new("wrk")
+    wrk_with(addr, path, seconds, &[])
+}
+
+/// [`wrk`] with request headers (`name`, `value`).
+pub fn wrk_with(
+    addr: SocketAddr,
+    path: &str,
+    seconds: u64,
+    headers: &[(String, String)],
+) -> Result<Run, String> {
+    let mut command = Command::new("wrk");
+    command
         .args(["-t2", "-c32", "--latency", "-d"])
-        .arg(format!("{seconds}s"))
+        .arg(format!("{seconds}s"));
+    for (name, value) in headers {
+        command.arg("-H").arg(format!("{name}: {value}"));
+    }
+    let output = command
         .arg(format!("http://{addr}{path}"))
         .output()
         .expect("run wrk (apt-get install -y wrk)");
@@ -164,7 +180,7 @@ pub async fn take_turns(
     path: &str,
     seconds: u64,
     rounds: u64,
-    load: fn(SocketAddr, &str, u64) -> Run,
+    load: impl Fn(SocketAddr, &str, u64) -> Run,
 ) -> Vec<Vec<Run>> {
     let mut runs: Vec<Vec<Run>> = servers.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds {
