@@ -26,12 +26,12 @@ use common::{Run, Server};
 use tower_next::{Next, NextLayer};
 
 /// The routes measured: an App Router SSR page, a Pages Router SSR page, a route handler,
-/// and (for reference) a prerendered page, which Node serves here too.
+/// and (for reference) a prerendered page, which Rust answers once Node answered it once.
 const ROUTES: &[(&str, &str)] = &[
     ("/dynamic", "SSR page (App Router, force-dynamic)"),
     ("/ssr", "SSR page (Pages Router, getServerSideProps)"),
     ("/api/hello", "route handler (JSON)"),
-    ("/about", "prerendered page (through Node)"),
+    ("/about", "prerendered page (native)"),
 ];
 
 /// wrk on `path`; a failed run ends the bench.
