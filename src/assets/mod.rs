@@ -5,8 +5,12 @@
 //!   headers (ETag, Last-Modified, 304, HEAD, single ranges, content types);
 //! - [`pages`]: prerendered pages, as Next's response cache serves them: App Router HTML
 //!   and RSC payloads, Pages Router HTML and `/_next/data` JSON, the not-found page;
+//! - [`images`]: `/_next/image` from Next's image cache, and the line that image requests
+//!   which make Node optimize wait in;
 //! - [`compressed`]: gzip answers, learned from Node (its zlib's bytes cannot be made in
-//!   Rust) and kept once verified.
+//!   Rust) and kept once verified, and the checks of native answers against Node's;
+//! - [`settings`] and [`native`]: what the responders know of the app, and what they
+//!   decide.
 //!
 //! The decision is made per request from an index built at prepare, without touching the
 //! disk (a `public/` file is stat'ed, as `send` does). Whatever the index does not cover
@@ -23,9 +27,11 @@ mod brotli;
 mod compressed;
 mod files;
 mod images;
+mod native;
 mod pages;
 mod rules;
 mod semantics;
+mod settings;
 
 use std::{
     ops::ControlFlow,
@@ -37,8 +43,6 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use percent_encoding::percent_decode_str;
 
@@ -48,8 +52,12 @@ pub(crate) use compressed::Learn;
 use files::{FileIndex, FileMatch};
 pub(crate) use images::{Flight, ImageMiss, Optimizations};
 use images::{ImageAnswer, Images};
+use native::Answered;
+pub(crate) use native::{Decision, Native, Resume};
 use pages::{Kind, PageIndex, Want};
 use rules::{HeaderRules, RuleHeaders};
+pub(crate) use settings::Settings;
+use settings::{cache_components, pages_modelled};
 
 use crate::{
     body::Body,
@@ -61,185 +69,6 @@ use crate::{
 /// A response header that names the responder of a native answer, when
 /// [`crate::NextOptions::mark_native_responses`] is on.
 pub(crate) const NATIVE_HEADER: HeaderName = HeaderName::from_static("x-tower-next-native");
-
-/// What the responders need of the app's configuration.
-pub(crate) struct Settings {
-    base_path: String,
-    build_id: String,
-    trailing_slash: bool,
-    powered_by: bool,
-    generate_etags: bool,
-    compress: bool,
-    expire_time: Option<u64>,
-    /// Pages may be answered: the worker reports cache changes, and the app has no i18n,
-    /// interception routes or Next 15 partial prerendering.
-    pages: bool,
-    /// RSC requests must carry Next's `_rsc` hash of their router headers
-    /// (`experimental.validateRSCRequestHeaders`, on from Next 16).
-    validate_rsc: bool,
-    /// Percent-encoded paths may be decoded: no header rule or middleware would see the
-    /// encoded form differently.
-    decode: bool,
-    /// Next 16 with Cache Components (partial prerendering on every App Router page): a
-    /// page with a postponed shell answers only its segment prefetches natively, and an
-    /// RSC request that is not a prefetch is answered from the cache only on the paths in
-    /// `static_rsc` (`prefetchDataRoute` in the prerender manifest).
-    cache_components: bool,
-    static_rsc: std::collections::HashSet<String>,
-    /// Requests Next renders on such pages whatever the cache holds (the manifest's
-    /// `experimentalBypassFor`): a header, and the pattern its whole value must match.
-    bypass: Vec<(HeaderName, Option<build::JsRegex>)>,
-}
-
-impl Settings {
-    /// Whether Next renders `request` on a Cache Components page rather than answer it
-    /// from the cache (a bot that gets blocking metadata, a Server Action).
-    fn bypassed<B>(&self, request: &Request<B>) -> bool {
-        self.cache_components
-            && self.bypass.iter().any(|(name, pattern)| {
-                request
-                    .headers()
-                    .get_all(name)
-                    .iter()
-                    .any(|value| match pattern {
-                        None => true,
-                        Some(pattern) => value.to_str().is_ok_and(|v| pattern.is_match(v)),
-                    })
-            })
-    }
-}
-
-/// The Cache Components facts of a build: whether they apply (Next 16 with partial
-/// prerendering), the paths whose full RSC payload is prerendered, and the bypass rules.
-#[allow(clippy::type_complexity)]
-fn cache_components(
-    info: &AppInfo,
-    build: &Manifests,
-) -> (
-    bool,
-    std::collections::HashSet<String>,
-    Vec<(HeaderName, Option<build::JsRegex>)>,
-) {
-    let on = info.config.partial_prerendering && !info.next_version.starts_with("15.");
-    if !on {
-        return (false, Default::default(), Vec::new());
-    }
-    let routes = &build.prerender.routes;
-    let static_rsc = routes
-        .iter()
-        .filter(|(_, route)| route.prefetch_data_route.is_some())
-        .map(|(path, _)| path.clone())
-        .collect();
-    let mut bypass = Vec::new();
-    let rules = routes
-        .values()
-        .find(|route| !route.experimental_bypass_for.is_empty())
-        .map(|route| route.experimental_bypass_for.clone())
-        .unwrap_or_default();
-    for rule in rules {
-        let Ok(name) = HeaderName::from_bytes(rule.key.as_bytes()) else {
-            continue;
-        };
-        if rule.kind != "header" {
-            tracing::info!(kind = %rule.kind, "a bypass rule of a kind tower-next does not model: Cache Components pages are Node's");
-            return (false, Default::default(), Vec::new());
-        }
-        // Next compares user agents ignoring case (`isHtmlLimitedBotUA`).
-        let pattern = match rule.value {
-            None => None,
-            Some(value) => match build::JsRegex::with_flags(&format!("^(?:{value})$"), "i") {
-                Ok(pattern) => Some(pattern),
-                Err(err) => {
-                    tracing::info!(%err, "a bypass rule tower-next cannot read: Cache Components pages are Node's");
-                    return (false, Default::default(), Vec::new());
-                }
-            },
-        };
-        bypass.push((name, pattern));
-    }
-    (true, static_rsc, bypass)
-}
-
-/// A native answer: ready, or read from disk.
-pub(crate) enum Native {
-    Ready(Response<Body>),
-    Pending(BoxFuture<'static, Response<Body>>),
-    /// A partially prerendered page: its head and static shell at once, then the rest of
-    /// the page from a worker that resumes the render (see `Next`'s handling).
-    Resume(Resume),
-}
-
-/// What Rust sends of a partially prerendered page, and what a worker resumes from.
-pub(crate) struct Resume {
-    /// The response without its body: status and headers.
-    pub head: Response<()>,
-    /// The static shell, sent first.
-    pub shell: Bytes,
-    /// The shell's postponed state (Next's `postponed`), sent to the worker.
-    pub state: Bytes,
-}
-
-impl Native {
-    fn ready(response: Response<Body>) -> Native {
-        Native::Ready(response)
-    }
-
-    fn pending(future: impl Future<Output = Response<Body>> + Send + 'static) -> Native {
-        Native::Pending(Box::pin(future))
-    }
-
-    /// The response. A [`Native::Resume`] needs a worker: it is answered by `Next`, and
-    /// here only with a 500 that says so.
-    pub(crate) async fn into_response(self) -> Response<Body> {
-        match self {
-            Native::Ready(response) => response,
-            Native::Pending(future) => future.await,
-            Native::Resume(_) => {
-                tracing::error!("a partially prerendered page reached a path without workers");
-                crate::body::plain_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the page needs a worker",
-                )
-            }
-        }
-    }
-
-    fn mark(self, marker: Option<&'static str>) -> Native {
-        let Some(marker) = marker else {
-            return self;
-        };
-        let mark = move |mut response: Response<Body>| {
-            response
-                .headers_mut()
-                .insert(NATIVE_HEADER, HeaderValue::from_static(marker));
-            response
-        };
-        match self {
-            Native::Ready(response) => Native::Ready(mark(response)),
-            Native::Pending(future) => Native::pending(async move { mark(future.await) }),
-            Native::Resume(mut resume) => {
-                resume
-                    .head
-                    .headers_mut()
-                    .insert(NATIVE_HEADER, HeaderValue::from_static(marker));
-                Native::Resume(resume)
-            }
-        }
-    }
-}
-
-/// A native answer and the name of its responder (for [`NATIVE_HEADER`]).
-type Answered = (Native, &'static str);
-
-/// Who answers a request, as the native responders see it.
-pub(crate) enum Decision {
-    Native(Native),
-    /// Node answers; with `Some`, its gzip answer is kept when it is the expected one.
-    Node(Option<Learn>),
-    /// Node answers an image request that may make it optimize, in turn (see
-    /// [`Optimizations`]).
-    ImageMiss(ImageMiss),
-}
 
 /// The native responders of one app.
 pub(crate) struct Assets {
@@ -696,29 +525,6 @@ impl Assets {
             "Not Found",
         ))
     }
-}
-
-/// Whether prerendered pages are answered natively for this app: the worker reports
-/// cache changes, and the app has no i18n, interception routes, or Next 15 partial
-/// prerendering.
-/// Logs why not, when not.
-fn pages_modelled(info: &AppInfo, interception: bool) -> bool {
-    let config = &info.config;
-    // Next 15's partial prerendering (`experimental.ppr`) is not modelled; Next 16's Cache
-    // Components are (see `cache_components`).
-    let ppr_15 = config.partial_prerendering && info.next_version.starts_with("15.");
-    let pages = info.cache_events && config.i18n.is_none() && !ppr_15 && !interception;
-    if !pages {
-        tracing::info!(
-            next = %info.next_version,
-            cache_events = info.cache_events,
-            i18n = config.i18n.is_some(),
-            partial_prerendering = config.partial_prerendering,
-            interception,
-            "prerendered pages are answered by Next.js (not modelled natively for this app)"
-        );
-    }
-    pages
 }
 
 /// Paths that try to leave a folder: a `..` segment (also spelled `%2e%2e`). Refused with
