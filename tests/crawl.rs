@@ -16,7 +16,8 @@
 //!   `server/pages-manifest.json`, dynamic ones filled the same way;
 //! - every `public/` file, each name segment encoded as `encodeURIComponent` does;
 //! - the `/_next/static` files the home page links;
-//! - the same-origin `href`s of every HTML page `next start` answers, as they are found.
+//! - the same-origin `href`s of every HTML page `next start` answers, as they are found,
+//!   and its `next/image` URLs (`/_next/image`, from `src` and `srcset`).
 //!
 //! Each path is asked in these variants ([`Variant`]): `GET`, `HEAD`, the trailing slash
 //! toggled, the last segment upper-cased, `RSC: 1` (App Router pages, known by the `RSC`
@@ -303,6 +304,17 @@ fn links(html: &str) -> Vec<String> {
             (value.starts_with('/') && !value.starts_with("//")).then(|| value.to_owned())
         })
         .collect()
+}
+
+/// The `/_next/image` URLs of an HTML page (`next/image`'s `src` and `srcset`).
+fn images(html: &str, base_path: &str) -> Vec<String> {
+    let prefix = format!("{base_path}/_next/image?");
+    let images: BTreeSet<String> = html
+        .split(['"', ',', ' '])
+        .filter(|s| s.starts_with(&prefix))
+        .map(|s| s.replace("&amp;", "&"))
+        .collect();
+    images.into_iter().collect()
 }
 
 /// The `/_next/static` files an HTML page links (`src` and `href`).
@@ -628,6 +640,9 @@ async fn discover(servers: &Servers, build: &Build<'_>, report: &mut Report) -> 
             }
             for link in links(&body) {
                 enqueue(link, "a link in a page", false, &mut queue);
+            }
+            for image in images(&body, build.base_path) {
+                enqueue(image, "an image in a page", false, &mut queue);
             }
         }
         targets.push(target);
