@@ -327,7 +327,7 @@ impl Next {
     }
 
     async fn answer(&self, request: Request<Body>, target: Target) -> (Response<Body>, Responder) {
-        if let Some((status, reason)) = refused_by_node(&request) {
+        if let Some((status, reason)) = proxy::refused_by_node(&request) {
             tracing::warn!(method = %request.method(), uri = %request.uri(), reason, "request refused");
             return (plain_response(status, reason), Responder::Native);
         }
@@ -552,42 +552,6 @@ fn rewrite_target(mut request: Request<Body>, path_and_query: &str) -> Request<B
 /// accepts by default (`--max-http-header-size`, 16 KiB): a larger one never reaches
 /// Next.js under `next start`.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-
-/// What Node's HTTP server refuses before Next.js sees it, with the status and reason
-/// Rust answers: raw (unencoded) non-ASCII bytes in the request target, which its parser
-/// rejects; `CONNECT`, for which it has no handler (it closes the connection); and a
-/// request head over [`MAX_HEADER_BYTES`] (`431`).
-fn refused_by_node<B>(request: &Request<B>) -> Option<(StatusCode, &'static str)> {
-    if request.method() == http::Method::CONNECT {
-        return Some((StatusCode::BAD_REQUEST, "CONNECT is not supported"));
-    }
-    let uri = request.uri();
-    if !uri.path().is_ascii() || uri.query().is_some_and(|query| !query.is_ascii()) {
-        return Some((
-            StatusCode::BAD_REQUEST,
-            "Bad Request: the request target must be ASCII (percent-encode it)",
-        ));
-    }
-    // "GET <target> HTTP/1.1\r\n", then "<name>: <value>\r\n" per field.
-    let target = uri
-        .path_and_query()
-        .map_or(1, |target| target.as_str().len());
-    let head = request.method().as_str().len()
-        + target
-        + 11
-        + request
-            .headers()
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len() + 4)
-            .sum::<usize>();
-    if head > MAX_HEADER_BYTES {
-        return Some((
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "Request Header Fields Too Large: Node.js accepts at most 16 KiB of request line and headers",
-        ));
-    }
-    None
-}
 
 /// Dev mode: rebuilds the route table after each burst of changes in the route folders,
 /// until the app is dropped (which drops the watcher and closes `changes`).

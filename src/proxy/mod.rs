@@ -1,4 +1,5 @@
-//! The boundary between a client's request and a worker: header rules on the way in
+//! The boundary between a client's request and a worker: what Node would refuse
+//! ([`refused_by_node`]), header rules on the way in
 //! ([`prepare`]), and on the way out ([`finish`]: hop-by-hop headers, a rendered page's
 //! redirect to itself, the upgrade tunnel). The sending itself, streaming both ways over
 //! the worker's Unix socket, is `runtime`'s client (through the pool).
@@ -113,6 +114,42 @@ pub(crate) fn prepare(
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = parts.headers;
     Ok(request)
+}
+
+/// What Node's HTTP server refuses before Next.js sees it, with the status and reason
+/// Rust answers: raw (unencoded) non-ASCII bytes in the request target, which its parser
+/// rejects; `CONNECT`, for which it has no handler (it closes the connection); and a
+/// request head over [`crate::MAX_HEADER_BYTES`] (`431`).
+pub(crate) fn refused_by_node<B>(request: &Request<B>) -> Option<(StatusCode, &'static str)> {
+    if request.method() == http::Method::CONNECT {
+        return Some((StatusCode::BAD_REQUEST, "CONNECT is not supported"));
+    }
+    let uri = request.uri();
+    if !uri.path().is_ascii() || uri.query().is_some_and(|query| !query.is_ascii()) {
+        return Some((
+            StatusCode::BAD_REQUEST,
+            "Bad Request: the request target must be ASCII (percent-encode it)",
+        ));
+    }
+    // "GET <target> HTTP/1.1\r\n", then "<name>: <value>\r\n" per field.
+    let target = uri
+        .path_and_query()
+        .map_or(1, |target| target.as_str().len());
+    let head = request.method().as_str().len()
+        + target
+        + 11
+        + request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if head > crate::MAX_HEADER_BYTES {
+        return Some((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Request Header Fields Too Large: Node.js accepts at most 16 KiB of request line and headers",
+        ));
+    }
+    None
 }
 
 fn client_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
