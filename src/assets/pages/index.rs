@@ -6,8 +6,9 @@ use std::{collections::HashMap, sync::Arc};
 
 use super::{
     Context, Kind,
+    answers::data_path,
     load::{self, Source},
-    response::{Page, data_path},
+    response::Page,
 };
 use crate::cache::CachedEntry;
 

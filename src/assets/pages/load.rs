@@ -418,7 +418,7 @@ impl CachedEntry {
 
 #[cfg(test)]
 mod tests {
-    use super::{super::response::data_path, *};
+    use super::{super::answers::data_path, *};
 
     #[test]
     fn page_file_names_follow_normalize_page_path() {

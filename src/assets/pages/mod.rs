@@ -17,8 +17,10 @@
 //! - [`load`]: what a page is made from, read from the build, from the runtime cache
 //!   entries on disk, or from an entry a worker reports;
 //! - [`index`]: the pages Rust answers for, and how cache events change them;
+//! - [`answers`]: how a page's answers and their headers are made;
 //! - [`response`]: a page's prepared answers, and serving a request from them.
 
+mod answers;
 mod index;
 mod load;
 mod response;
