@@ -1,6 +1,7 @@
 //! `output: 'standalone'` through the layer (issue: development mode…, item 6): Next runs
 //! from `.next/standalone` with the config the build recorded, and Rust serves
-//! `.next/static` and `public/`, which standalone output does not copy. The seed says a
+//! `.next/static` and `public/`, which standalone output does not copy (and links them into
+//! the standalone folder for Next's image optimizer, which reads them in the worker). The seed says a
 //! custom server and standalone output cannot be combined; here they can.
 
 mod support;
@@ -11,7 +12,9 @@ use tower_next::{Next, NextLayer, NextOptions};
 
 async fn check(dir: &std::path::Path) {
     support::init_tracing();
-    let next = Next::prepare(NextOptions::new(dir))
+    // The image below must be fetched, not found in an earlier run's image cache.
+    let _ = std::fs::remove_dir_all(dir.join(".next/standalone/.next/cache/images"));
+    let next = Next::prepare(NextOptions::new(dir).mark_native_responses(true))
         .await
         .expect("prepare a standalone build");
     let layer = NextLayer::new(next.clone()).route("/a", "/b");
@@ -46,6 +49,30 @@ async fn check(dir: &std::path::Path) {
     let robots = get("/robots.txt".into()).await.unwrap();
     assert_eq!(robots.status(), StatusCode::OK);
     assert!(robots.text().await.unwrap().contains("User-agent"));
+    // Next's optimizer fetches the image in its worker, from the folder it runs in.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".next/images-manifest.json")).unwrap())
+            .unwrap();
+    let width = &manifest["images"]["deviceSizes"][0];
+    let image = get(format!(
+        "/_next/image?url=%2Fimages%2Fphoto.jpg&w={width}&q=75"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(image.status(), StatusCode::OK);
+    assert_eq!(image.headers()["content-type"], "image/jpeg");
+    let bytes = image.bytes().await.unwrap();
+    // Then from the cache the standalone worker wrote: Node's, then Rust's.
+    for native in [false, true] {
+        let again = get(format!(
+            "/_next/image?url=%2Fimages%2Fphoto.jpg&w={width}&q=75"
+        ))
+        .await
+        .unwrap();
+        assert_eq!(again.headers()["x-nextjs-cache"], "HIT");
+        assert_eq!(again.headers().contains_key("x-tower-next-native"), native);
+        assert_eq!(again.bytes().await.unwrap(), bytes);
+    }
     next.shutdown().await;
 }
 

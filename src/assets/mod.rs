@@ -152,9 +152,13 @@ impl Assets {
         } else {
             PageIndex::default()
         };
+        let cache_dir = config
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| dist_dir.join("cache"));
         let images = Images::new(
             build.images.as_ref(),
-            &dist_dir,
+            &cache_dir,
             &settings.base_path,
             settings.trailing_slash,
             &rules,

@@ -48,6 +48,11 @@ pub(crate) struct ResolvedConfig {
     pub use_file_system_public_routes: bool,
     /// The build folder (`distDir`, absolute).
     pub dist_dir: PathBuf,
+    /// Where the workers' Next keeps its cache (`<distDir>/cache`, absolute): the build
+    /// folder's, or with standalone output the standalone folder's copy of it. `None`:
+    /// the build folder's.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
     /// `pageExtensions`, for the dev folder scan.
     pub page_extensions: Vec<String>,
     /// Pages Router i18n (`i18n` in next.config), if configured.

@@ -325,6 +325,25 @@ function isStandaloneFolder(dir) {
   return fs.existsSync(path.join(dir, 'server.js')) && fs.existsSync(path.join(dir, '.next/required-server-files.json'));
 }
 
+// Next reads public/ and .next/static from the folder it runs in, also for the images
+// its optimizer fetches in-process, and standalone output copies neither (Next's docs
+// say to copy them): the project's are linked in when the folder lacks them.
+function linkIntoStandalone(projectDir, distDir, standalone) {
+  const links = [
+    [path.join(projectDir, 'public'), path.join(standalone, 'public')],
+    [path.join(distDir, 'static'), path.join(standalone, path.relative(projectDir, distDir), 'static')],
+  ];
+  for (const [target, link] of links) {
+    if (!fs.existsSync(target) || fs.existsSync(link)) continue;
+    try {
+      fs.symlinkSync(target, link, 'dir');
+    } catch (err) {
+      // Another worker of the pool made it meanwhile.
+      if (err.code !== 'EEXIST') console.error(`tower-next bridge: cannot link ${link} to ${target}:`, err.message);
+    }
+  }
+}
+
 function useStandaloneConfig(dir) {
   const recorded = JSON.parse(fs.readFileSync(path.join(dir, '.next/required-server-files.json'), 'utf8')).config;
   process.env.__NEXT_PRIVATE_STANDALONE_CONFIG = JSON.stringify(recorded);
@@ -437,6 +456,7 @@ async function main() {
   const distDir = path.resolve(appDir, config.distDir || '.next');
   const standalone = path.join(distDir, 'standalone');
   if (!options.dev && appDir === options.dir && config.output === 'standalone' && isStandaloneFolder(standalone)) {
+    linkIntoStandalone(options.dir, distDir, standalone);
     appDir = standalone;
     useStandaloneConfig(appDir);
     ({ nextDir, nextVersion } = resolveNext(appDir));
@@ -602,6 +622,8 @@ async function main() {
         trailingSlash: !!config.trailingSlash,
         useFileSystemPublicRoutes: userFileSystemRoutes,
         distDir,
+        // The folder Next runs in keeps the cache (the standalone folder's, when so).
+        cacheDir: path.join(path.resolve(appDir, config.distDir || '.next'), 'cache'),
         pageExtensions: config.pageExtensions || ['tsx', 'ts', 'jsx', 'js'],
         // Pages Router i18n, as route ownership needs it (see src/routes/locale.rs).
         i18n: config.i18n

@@ -103,7 +103,7 @@ impl Images {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         config: Option<&ImagesConfig>,
-        dist_dir: &Path,
+        cache_dir: &Path,
         base_path: &str,
         trailing_slash: bool,
         rules: &HeaderRules,
@@ -134,7 +134,7 @@ impl Images {
                 format!("{base_path}/_next/static/media"),
                 format!("{base_path}/_next/static/immutable/media"),
             ],
-            cache_dir: dist_dir.join("cache/images"),
+            cache_dir: cache_dir.join("images"),
             formats: config.formats.clone(),
             content_security_policy: HeaderValue::from_str(&config.content_security_policy).ok()?,
             disposition,
