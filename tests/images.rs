@@ -229,3 +229,30 @@ async fn a_burst_for_one_image_is_optimized_once_across_the_pool() {
         "one optimization, the others answered from its entry"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revalidating_browser_does_not_keep_an_image_on_node() {
+    let fixture = support::fixture();
+    let (next, addr) = start(&support::fresh_copy(&fixture, "images-revalidate"), |o| {
+        o.workers(1)
+    })
+    .await;
+    let (widths, quality) = sizes_and_quality(&fixture);
+    let image = images(&fixture)[0].replace('/', "%2F");
+    let path = format!("/_next/image?url={image}&w={}&q={quality}", widths[0]);
+    let miss = ask(addr, Method::GET, &path, &[]).await;
+    let etag = miss.header("etag").unwrap().to_owned();
+    // The first answer from the entry goes to a browser revalidating its copy: Node's 304.
+    let revalidated = ask(addr, Method::GET, &path, &[("if-none-match", &etag)]).await;
+    assert_eq!(revalidated.status, 304);
+    let checked = ask(addr, Method::GET, &path, &[]).await;
+    let native = ask(addr, Method::GET, &path, &[]).await;
+    next.shutdown().await;
+    assert_eq!(
+        checked.header(NATIVE),
+        None,
+        "Node's answer is the one checked"
+    );
+    assert_eq!(native.header(NATIVE), Some("image"));
+    assert_eq!(native.body, miss.body);
+}

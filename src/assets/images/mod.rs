@@ -181,9 +181,21 @@ impl Images {
                 ImageAnswer::Native(Native::Ready(respond(request, headers, &entry)))
             }
             Verdict::Refused => ImageAnswer::Node(None),
-            Verdict::Unknown if request.method() == Method::GET => ImageAnswer::Node(Some(
-                compressed.verify(variant, StatusCode::OK, &headers, &entry.body, false),
-            )),
+            // Node's whole answer to a plain GET is what Rust's is checked against (a
+            // revalidating browser's 304 shows nothing).
+            Verdict::Unknown
+                if request.method() == Method::GET
+                    && !request.headers().contains_key(header::IF_NONE_MATCH)
+                    && !request.headers().contains_key(header::IF_MODIFIED_SINCE) =>
+            {
+                ImageAnswer::Node(Some(compressed.verify(
+                    variant,
+                    StatusCode::OK,
+                    &headers,
+                    &entry.body,
+                    false,
+                )))
+            }
             Verdict::Unknown => ImageAnswer::Node(None),
         }
     }
