@@ -411,7 +411,7 @@ impl Next {
             }
         };
         let Ok(_permit) = guard.permit().await else {
-            tracing::warn!(uri = %request.uri(), "no turn to optimize an image in time; answering 503 (see NextOptions::image_optimizations)");
+            tracing::warn!(uri = %request.uri(), "no turn to optimize an image (the line is full, or 5 minutes passed); answering 503 (see NextOptions::image_optimizations)");
             let mut response = plain_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many images being optimized",

@@ -116,11 +116,13 @@ impl NextOptions {
 
     /// How many `/_next/image` requests that may make Next optimize an image (no fresh
     /// entry in its image cache) are sent to the workers at once, across the pool. More
-    /// wait, up to [`NextOptions::request_timeout`], then get a `503`. Requests for one
-    /// image (the same url, width, quality and format) go one at a time: the others wait
-    /// for the first one's answer and are then answered from the entry it wrote. Default:
-    /// one per worker. Images with a fresh entry are answered without waiting (natively,
-    /// once checked against Node). 0 counts as 1.
+    /// wait in line, in order: at most [`NextOptions::queue_size`] of them, each at most 5
+    /// minutes (a turn lasts one optimization; browsers wait long for images); past
+    /// either, `503` with `Retry-After: 1`. Requests for one image (the same url, width,
+    /// quality and format) go one at a time: the others wait for the first one's answer
+    /// and are then answered from the entry it wrote. Default: one per worker. Images
+    /// with a fresh entry are answered without waiting (natively, once checked against
+    /// Node). 0 counts as 1.
     pub fn image_optimizations(mut self, at_once: usize) -> Self {
         self.image_optimizations = Some(at_once);
         self

@@ -167,6 +167,7 @@ impl Assets {
                 options
                     .image_optimizations
                     .unwrap_or_else(|| options.worker_count()),
+                options.queue_size,
                 options.request_timeout,
             )),
         );

@@ -9,18 +9,30 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+/// How long a request may wait for its turn. A turn is held only while Node optimizes
+/// one image, so a crowd on a cold cache is served in order rather than turned away:
+/// browsers wait for images far longer than for pages.
+const TURN_WAIT: Duration = Duration::from_secs(300);
 
 /// The optimizations of one app, across its workers.
 pub(crate) struct Optimizations {
     permits: Arc<Semaphore>,
     /// Keys with a request at Node; the sender is dropped when it has its answer.
     flights: Mutex<HashMap<String, watch::Sender<()>>>,
-    wait: Duration,
+    /// Requests waiting for a turn, and how many may.
+    waiting: AtomicUsize,
+    max_waiting: usize,
+    /// How long a request waits behind another of its key: its turn, then its answer.
+    flight_wait: Duration,
 }
 
 /// An image request without a fresh cache entry: `key` when Rust knows Next's cache key.
@@ -49,18 +61,34 @@ pub(crate) struct Waiting {
     wait: Duration,
 }
 
+/// Counts a request among those waiting for a turn while it lives.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Why an image request is not sent to Node.
 #[derive(Debug)]
 pub(crate) struct Busy;
 
 impl Optimizations {
-    /// At most `at_once` optimizations at once; a request waits at most `wait` for its
-    /// turn or for another request of its key.
-    pub(crate) fn new(at_once: usize, wait: Duration) -> Optimizations {
+    /// At most `at_once` optimizations at once, and `max_waiting` requests waiting for a
+    /// turn (each at most [`TURN_WAIT`]); a request behind another of its key waits for
+    /// that one's turn and its answer (at most `request_timeout`).
+    pub(crate) fn new(
+        at_once: usize,
+        max_waiting: usize,
+        request_timeout: Duration,
+    ) -> Optimizations {
         Optimizations {
             permits: Arc::new(Semaphore::new(at_once.max(1))),
             flights: Mutex::default(),
-            wait,
+            waiting: AtomicUsize::new(0),
+            max_waiting,
+            flight_wait: TURN_WAIT + request_timeout,
         }
     }
 
@@ -90,7 +118,7 @@ impl ImageMiss {
         if let Some(sender) = flights.get(&key) {
             return Flight::Wait(Waiting {
                 answered: sender.subscribe(),
-                wait: self.optimizations.wait,
+                wait: self.optimizations.flight_wait,
             });
         }
         flights.insert(key.clone(), watch::Sender::new(()));
@@ -111,13 +139,22 @@ impl Waiting {
 }
 
 impl FlightGuard {
-    /// A turn among the optimizations at once, within the wait bound.
+    /// A turn among the optimizations at once: at once when one is free, else in line.
     ///
     /// # Errors
-    /// [`Busy`] when no turn came within the bound.
+    /// [`Busy`] when the line is full, or no turn came within [`TURN_WAIT`].
     pub(crate) async fn permit(&self) -> Result<OwnedSemaphorePermit, Busy> {
-        let permits = self.optimizations.permits.clone();
-        match tokio::time::timeout(self.optimizations.wait, permits.acquire_owned()).await {
+        let optimizations = &self.optimizations;
+        if let Ok(permit) = optimizations.permits.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        if optimizations.waiting.fetch_add(1, Ordering::AcqRel) >= optimizations.max_waiting {
+            optimizations.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(Busy);
+        }
+        let _queued = Queued(&optimizations.waiting);
+        let permits = optimizations.permits.clone();
+        match tokio::time::timeout(TURN_WAIT, permits.acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(Busy),
         }
