@@ -256,3 +256,32 @@ async fn a_revalidating_browser_does_not_keep_an_image_on_node() {
     assert_eq!(native.header(NATIVE), Some("image"));
     assert_eq!(native.body, miss.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimizations_past_the_bound_wait_in_line_and_past_the_line_get_503() {
+    let fixture = support::fixture();
+    let (next, addr) = start(&support::fresh_copy(&fixture, "images-bound"), |o| {
+        o.workers(1).image_optimizations(1).queue_size(1)
+    })
+    .await;
+    let (widths, quality) = sizes_and_quality(&fixture);
+    let image = images(&fixture)[0].replace('/', "%2F");
+    // Three different images at once: one optimizes, one waits its turn, one is refused.
+    let path = |width: u64| format!("/_next/image?url={image}&w={width}&q={quality}");
+    let asks = [
+        (path(widths[0]), None),
+        (path(widths[1]), None),
+        (path(widths[0]), Some("image/webp")),
+    ];
+    let answers = futures::future::join_all(asks.iter().map(|(path, accept)| {
+        let headers: Vec<(&str, &str)> = accept.iter().map(|a| ("accept", *a)).collect();
+        async move { ask(addr, Method::GET, path, &headers).await }
+    }))
+    .await;
+    next.shutdown().await;
+    let mut statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 503], "{answers:?}");
+    let refused = answers.iter().find(|a| a.status == 503).unwrap();
+    assert_eq!(refused.header("retry-after"), Some("1"));
+}
