@@ -7,8 +7,9 @@
 //! ```
 //!
 //! Two measurements:
-//! - **a cache hit**: `wrk -t2 -c32` on one image both servers have optimized and cached
-//!   (tower-next answers it from Next's image cache, once checked against its worker);
+//! - **cache hits**: `wrk -t2 -c32` on one image both servers have optimized and cached
+//!   (tower-next answers it from Next's image cache, once checked against its worker), at
+//!   the smallest allowed width and at the first device size;
 //! - **a burst of misses**: every allowed width of a large JPEG (made here with the
 //!   fixture's sharp, 4000×3000), in two formats, asked at once of a server whose image
 //!   cache is empty. It prints the time until the last answer and the peak memory (RSS,
@@ -140,7 +141,8 @@ async fn burst(
     (took, before, peak.load(Ordering::Relaxed), statuses)
 }
 
-fn allowed(dir: &Path) -> (Vec<u64>, u64) {
+/// The allowed widths (sorted), the first device size and the first allowed quality.
+fn allowed(dir: &Path) -> (Vec<u64>, u64, u64) {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join(".next/images-manifest.json")).unwrap())
             .unwrap();
@@ -156,7 +158,8 @@ fn allowed(dir: &Path) -> (Vec<u64>, u64) {
         .as_array()
         .and_then(|q| q.first()?.as_u64())
         .unwrap_or(75);
-    (widths, quality)
+    let device_width = images["deviceSizes"][0].as_u64().unwrap_or(widths[0]);
+    (widths, device_width, quality)
 }
 
 async fn tower_next(dir: &Path, workers: usize) -> (Next, SocketAddr) {
@@ -177,7 +180,7 @@ async fn main() {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let workers = common::knob("IMAGE_WORKERS", cores as u64) as usize;
     let fixture = support::fixture();
-    let (widths, quality) = allowed(&fixture);
+    let (widths, device_width, quality) = allowed(&fixture);
     let copies = ["bench-images-next-start", "bench-images-tower-next"]
         .map(|name| support::fresh_copy(&fixture, name));
     for copy in &copies {
@@ -220,21 +223,9 @@ async fn main() {
         );
     }
 
-    // A cache hit: the photo at the smallest width, optimized and cached by both (and
-    // checked by tower-next) before the load.
-    let path = format!(
-        "/_next/image?url=%2Fimages%2Fphoto.jpg&w={}&q={quality}",
-        widths[0]
-    );
-    for server in [reference.addr, addr] {
-        for _ in 0..3 {
-            let _ = support::client()
-                .get(format!("http://{server}{path}"))
-                .send()
-                .await
-                .expect("warm the image");
-        }
-    }
+    // Cache hits: the photo at the smallest width and at the first device size (the
+    // usual `next/image` width), optimized and cached by both (and checked by tower-next)
+    // before the load.
     let servers = [
         Server {
             name: "next start".into(),
@@ -251,33 +242,45 @@ async fn main() {
             redis: None,
         },
     ];
+    println!("\n### Cache hits: `wrk -t2 -c32 -d{seconds}s`, {rounds} rounds taking turns\n");
     println!(
-        "\n### A cache hit: `{path}`, `wrk -t2 -c32 -d{seconds}s`, {rounds} rounds taking turns\n"
+        "| image | server | req/s, median (all runs) | p50 | p99 | errors | vs next start | CPU µs/request: Rust + Node |"
     );
-    println!(
-        "| server | req/s, median (all runs) | p50 | p99 | errors | vs next start | CPU µs/request: Rust + Node |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for server in &servers {
-        wrk(server.addr, &path, seconds.min(2));
-    }
-    let runs = common::take_turns(&servers, &path, seconds, rounds, wrk).await;
-    let mut baseline = None;
-    for (server, runs) in servers.iter().zip(runs) {
-        let run = common::median(&runs);
-        let base = *baseline.get_or_insert(run.requests_per_second);
-        let [rust, node, _] = run.cpu;
-        println!(
-            "| {} | {} | {} | {} | {} | {:.2}x | {:.0} + {:.0} |",
-            server.name,
-            common::throughput(&runs),
-            run.p50,
-            run.p99,
-            run.errors,
-            run.requests_per_second / base,
-            rust,
-            node,
-        );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for width in [widths[0], device_width] {
+        let path = format!("/_next/image?url=%2Fimages%2Fphoto.jpg&w={width}&q={quality}");
+        let mut size = 0;
+        for server in [reference.addr, addr] {
+            for _ in 0..3 {
+                let response = support::client()
+                    .get(format!("http://{server}{path}"))
+                    .send()
+                    .await
+                    .expect("warm the image");
+                size = response.bytes().await.map_or(0, |b| b.len());
+            }
+        }
+        for server in &servers {
+            wrk(server.addr, &path, seconds.min(2));
+        }
+        let runs = common::take_turns(&servers, &path, seconds, rounds, wrk).await;
+        let mut baseline = None;
+        for (server, runs) in servers.iter().zip(runs) {
+            let run = common::median(&runs);
+            let base = *baseline.get_or_insert(run.requests_per_second);
+            let [rust, node, _] = run.cpu;
+            println!(
+                "| `photo.jpg` at w={width} ({size} bytes) | {} | {} | {} | {} | {} | {:.2}x | {:.0} + {:.0} |",
+                server.name,
+                common::throughput(&runs),
+                run.p50,
+                run.p99,
+                run.errors,
+                run.requests_per_second / base,
+                rust,
+                node,
+            );
+        }
     }
     next.shutdown().await;
     drop(reference);

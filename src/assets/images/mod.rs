@@ -77,6 +77,22 @@ struct Entry {
     content_type: &'static str,
     extension: String,
     body: Bytes,
+    /// The answer's headers, made once (the key fixes the url they depend on); `None`
+    /// when Rust cannot make them (Node answers).
+    headers: Option<HeaderMap>,
+    /// The entry's version, as its check against Node is kept.
+    variant: VariantKey,
+}
+
+/// What a key's folder holds, as far as Rust answers from it.
+enum Lookup {
+    /// A fresh entry Rust answers (once checked against Node).
+    Entry(Arc<Entry>),
+    /// Nothing yet: Next will optimize.
+    Missing,
+    /// An entry Node answers without optimizing: stale (Node answers it at once and
+    /// writes it again), not converted, being written, or otherwise not Rust's.
+    Node,
 }
 
 /// A request for an image, as Rust reads it.
@@ -90,9 +106,10 @@ struct Wanted<'a> {
 /// What becomes of an image request.
 pub(crate) enum ImageAnswer {
     Native(Native),
-    /// Node answers from its cache (a fresh entry); with `Some`, its answer is checked.
+    /// Node answers from its cache, without optimizing; with `Some`, its answer is
+    /// checked.
     Node(Option<Learn>),
-    /// Node may optimize: no fresh entry.
+    /// Node may optimize: no entry yet, or a request Rust cannot tell the key of.
     Miss(ImageMiss),
 }
 
@@ -154,7 +171,7 @@ impl Images {
         path == self.path
     }
 
-    /// The answer to a `GET`/`HEAD` of the image route.
+    /// The answer to a request of the image route (Next answers any method).
     pub(super) fn answer<B>(
         &self,
         request: &Request<B>,
@@ -166,19 +183,17 @@ impl Images {
             return ImageAnswer::Miss(self.optimizations.miss(None));
         };
         let key = cache_key(&wanted);
-        let Some(entry) = self.entry(&key) else {
-            return ImageAnswer::Miss(self.optimizations.miss(Some(key)));
+        let entry = match self.entry(&key, &wanted) {
+            Lookup::Entry(entry) => entry,
+            Lookup::Missing => return ImageAnswer::Miss(self.optimizations.miss(Some(key))),
+            Lookup::Node => return ImageAnswer::Node(None),
         };
-        let Some(file_name) = entry.file.file_name().and_then(|n| n.to_str()) else {
+        let Some(headers) = &entry.headers else {
             return ImageAnswer::Node(None);
         };
-        let variant = VariantKey::image(&key, file_name);
-        let Some(headers) = self.headers(&wanted, &entry) else {
-            return ImageAnswer::Node(None);
-        };
-        match compressed.verdict(&variant) {
+        match compressed.verdict(&entry.variant) {
             Verdict::Matched => {
-                ImageAnswer::Native(Native::Ready(respond(request, headers, &entry)))
+                ImageAnswer::Native(Native::Ready(respond(request, headers.clone(), &entry)))
             }
             Verdict::Refused => ImageAnswer::Node(None),
             // Node's whole answer to a plain GET is what Rust's is checked against (a
@@ -189,9 +204,9 @@ impl Images {
                     && !request.headers().contains_key(header::IF_MODIFIED_SINCE) =>
             {
                 ImageAnswer::Node(Some(compressed.verify(
-                    variant,
+                    entry.variant.clone(),
                     StatusCode::OK,
-                    &headers,
+                    headers,
                     &entry.body,
                     false,
                 )))
@@ -247,8 +262,9 @@ impl Images {
         })
     }
 
-    /// The fresh entry of `key`, from memory when its file is unchanged, else read.
-    fn entry(&self, key: &str) -> Option<Arc<Entry>> {
+    /// What `key`'s folder holds: a fresh entry (from memory when its file is unchanged,
+    /// else read), nothing yet, or an entry Node answers.
+    fn entry(&self, key: &str, wanted: &Wanted<'_>) -> Lookup {
         let now = SystemTime::now();
         if let Some(entry) = self.entries.get(key) {
             let unchanged = std::fs::metadata(&entry.file).is_ok_and(|meta| {
@@ -256,16 +272,32 @@ impl Images {
                     && meta.len() == entry.body.len() as u64
             });
             if unchanged && entry.expire_at > now + EXPIRY_MARGIN {
-                return Some(entry);
+                return Lookup::Entry(entry);
             }
             self.entries.invalidate(key);
         }
-        let entry = Arc::new(read_entry(&self.cache_dir.join(key))?);
-        if entry.expire_at <= now + EXPIRY_MARGIN {
-            return None;
+        let mut files = match std::fs::read_dir(self.cache_dir.join(key)) {
+            Ok(files) => files,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Lookup::Missing,
+            Err(_) => return Lookup::Node,
+        };
+        let Some(file) = files.next() else {
+            return Lookup::Missing;
+        };
+        let entry = file
+            .ok()
+            .filter(|_| files.next().is_none())
+            .and_then(|file| read_entry(&file, key));
+        match entry {
+            Some(mut entry) if entry.expire_at > now + EXPIRY_MARGIN => {
+                entry.headers = self.headers(wanted, &entry);
+                let entry = Arc::new(entry);
+                self.entries.insert(key.to_owned(), entry.clone());
+                Lookup::Entry(entry)
+            }
+            // Stale (Node answers it at once and writes it again), or not Rust's.
+            _ => Lookup::Node,
         }
-        self.entries.insert(key.to_owned(), entry.clone());
-        Some(entry)
     }
 
     /// Next's headers of a cache hit (`setResponseHeaders`), in its order, after the
@@ -340,13 +372,8 @@ fn file_stem(href: &str) -> Option<&str> {
     plain.then_some(stem)
 }
 
-/// The one file of a key's folder, when it is Next's optimized output and whole.
-fn read_entry(dir: &Path) -> Option<Entry> {
-    let mut files = std::fs::read_dir(dir).ok()?;
-    let file = files.next()?.ok()?;
-    if files.next().is_some() {
-        return None;
-    }
+/// The file of a key's folder, when it is Next's optimized output and whole.
+fn read_entry(file: &std::fs::DirEntry, key: &str) -> Option<Entry> {
     let name = file.file_name().into_string().ok()?;
     let mut parts = name.splitn(5, '.');
     let max_age: u64 = parts.next()?.parse().ok()?;
@@ -388,6 +415,8 @@ fn read_entry(dir: &Path) -> Option<Entry> {
         content_type,
         extension,
         body,
+        headers: None,
+        variant: VariantKey::image(key, &name),
     })
 }
 
