@@ -21,7 +21,10 @@ mod flights;
 
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -50,6 +53,8 @@ const MAX_ENTRY: u64 = 4 * 1024 * 1024;
 const EXPIRY_MARGIN: Duration = Duration::from_secs(1);
 /// The most bytes of entries kept in memory.
 const MEMORY_BUDGET: u64 = 64 * 1024 * 1024;
+/// How often a kept entry's file is looked at again (ms).
+const RECHECK_MS: u64 = 1000;
 
 /// The image optimizer's cache, as far as Rust answers from it.
 pub(crate) struct Images {
@@ -82,6 +87,8 @@ struct Entry {
     headers: Option<HeaderMap>,
     /// The entry's version, as its check against Node is kept.
     variant: VariantKey,
+    /// When its file was last seen unchanged (ms since the epoch).
+    seen: AtomicU64,
 }
 
 /// What a key's folder holds, as far as Rust answers from it.
@@ -267,11 +274,19 @@ impl Images {
     fn entry(&self, key: &str, wanted: &Wanted<'_>) -> Lookup {
         let now = SystemTime::now();
         if let Some(entry) = self.entries.get(key) {
-            let unchanged = std::fs::metadata(&entry.file).is_ok_and(|meta| {
-                meta.modified().ok() == Some(entry.modified)
-                    && meta.len() == entry.body.len() as u64
-            });
+            // Next writes a fresh entry again only when it lost it (deleted, or evicted
+            // from its disk cache): the file is looked at once a second, not per request.
+            let now_ms = millis(now);
+            let recent = now_ms.saturating_sub(entry.seen.load(Ordering::Relaxed)) < RECHECK_MS;
+            let unchanged = recent
+                || std::fs::metadata(&entry.file).is_ok_and(|meta| {
+                    meta.modified().ok() == Some(entry.modified)
+                        && meta.len() == entry.body.len() as u64
+                });
             if unchanged && entry.expire_at > now + EXPIRY_MARGIN {
+                if !recent {
+                    entry.seen.store(now_ms, Ordering::Relaxed);
+                }
                 return Lookup::Entry(entry);
             }
             self.entries.invalidate(key);
@@ -417,7 +432,13 @@ fn read_entry(file: &std::fs::DirEntry, key: &str) -> Option<Entry> {
         body,
         headers: None,
         variant: VariantKey::image(key, &name),
+        seen: AtomicU64::new(millis(SystemTime::now())),
     })
+}
+
+fn millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The answer of a hit: `304` when the request's `If-None-Match` names the ETag (Next's
