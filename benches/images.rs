@@ -264,22 +264,8 @@ async fn main() {
             wrk(server.addr, &path, seconds.min(2));
         }
         let runs = common::take_turns(&servers, &path, seconds, rounds, wrk).await;
-        let mut baseline = None;
-        for (server, runs) in servers.iter().zip(runs) {
-            let run = common::median(&runs);
-            let base = *baseline.get_or_insert(run.requests_per_second);
-            let [rust, node, _] = run.cpu;
-            println!(
-                "| `photo.jpg` at w={width} ({size} bytes) | {} | {} | {} | {} | {} | {:.2}x | {:.0} + {:.0} |",
-                server.name,
-                common::throughput(&runs),
-                run.p50,
-                run.p99,
-                run.errors,
-                run.requests_per_second / base,
-                rust,
-                node,
-            );
+        for cells in common::cells(&servers, &runs) {
+            println!("| `photo.jpg` at w={width} ({size} bytes) | {cells}");
         }
     }
     next.shutdown().await;

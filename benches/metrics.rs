@@ -13,8 +13,6 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-// The CPU accounting there is the other benches'.
-#[allow(dead_code)]
 mod common;
 
 use std::sync::{

@@ -1,6 +1,9 @@
 //! What the benches share: loading the servers with `wrk` in turns, reading wrk's numbers,
 //! and the CPU time each server's processes spend per request.
 
+// Each bench compiles this module and uses a part of it.
+#![allow(dead_code)]
+
 use std::{net::SocketAddr, process::Command, time::Duration};
 
 use tower_next::Next;
@@ -113,7 +116,6 @@ pub struct Run {
 
 /// `wrk -t2 -c32 --latency` on `path` for `seconds`: its numbers, or, when wrk fails, what
 /// it wrote (stdout, then stderr).
-#[allow(dead_code)] // each bench compiles this module, and one sends headers everywhere
 pub fn wrk(addr: SocketAddr, path: &str, seconds: u64) -> Result<Run, String> {
     wrk_with(addr, path, seconds, &[])
 }
@@ -218,4 +220,31 @@ pub fn throughput(runs: &[Run]) -> String {
         median(runs).requests_per_second,
         all.join(", ")
     )
+}
+
+/// The table cells of each server's median run, after a first column the caller adds:
+/// name, throughput (every run's), p50, p99, errors, the ratio to the first server, and
+/// the CPU µs per request in Rust and Node.
+pub fn cells(servers: &[Server], runs: &[Vec<Run>]) -> Vec<String> {
+    let mut baseline = None;
+    servers
+        .iter()
+        .zip(runs)
+        .map(|(server, runs)| {
+            let run = median(runs);
+            let base = *baseline.get_or_insert(run.requests_per_second);
+            let [rust, node, _] = run.cpu;
+            format!(
+                "{} | {} | {} | {} | {} | {:.2}x | {:.0} + {:.0} |",
+                server.name,
+                throughput(runs),
+                run.p50,
+                run.p99,
+                run.errors,
+                run.requests_per_second / base,
+                rust,
+                node,
+            )
+        })
+        .collect()
 }
