@@ -251,6 +251,10 @@ impl Page {
                 StatusCode::NOT_FOUND
             }
             Want::Segment(_) => StatusCode::OK,
+            // Next leaves the entry's status off an RSC answer on routes with partial
+            // prerendering (every App Router page with Cache Components): the payload says
+            // not-found itself (`app-page` template, `isRoutePPREnabled`).
+            Want::Rsc { .. } if settings.cache_components => StatusCode::OK,
             _ => self.status,
         };
         let head = request.method() == Method::HEAD;
