@@ -85,8 +85,7 @@ pub(in crate::assets) fn serve_static<B>(
 ) -> Option<Native> {
     let headers = request.headers();
     let plain = !headers.contains_key(header::RANGE)
-        && !headers.contains_key(header::IF_NONE_MATCH)
-        && !headers.contains_key(header::IF_MODIFIED_SINCE)
+        && !semantics::is_conditional(headers)
         && !semantics::has_preconditions(headers);
     let source = match &file.bytes {
         Some(bytes) => Source::Memory(bytes.clone()),
@@ -273,9 +272,7 @@ fn serve<B>(
 
 /// Whether a conditional request's copy is still good, by the answer's validators.
 fn is_fresh(request_headers: &HeaderMap, headers: &HeaderMap) -> bool {
-    let conditional = request_headers.contains_key(header::IF_NONE_MATCH)
-        || request_headers.contains_key(header::IF_MODIFIED_SINCE);
-    if !conditional {
+    if !semantics::is_conditional(request_headers) {
         return false;
     }
     let etag = headers.get(header::ETAG).and_then(|v| v.to_str().ok());

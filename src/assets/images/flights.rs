@@ -111,20 +111,24 @@ impl ImageMiss {
 
     /// Leads its key's flight, or waits behind the request that does.
     pub(crate) fn join(self) -> Flight {
-        let Some(key) = self.key.clone() else {
-            return Flight::Lead(self.alone());
+        let ImageMiss { optimizations, key } = self;
+        let Some(key) = key else {
+            return Flight::Lead(FlightGuard {
+                optimizations,
+                key: None,
+            });
         };
-        let mut flights = self.optimizations.flights.lock().expect("flights lock");
+        let mut flights = optimizations.flights.lock().expect("flights lock");
         if let Some(sender) = flights.get(&key) {
             return Flight::Wait(Waiting {
                 answered: sender.subscribe(),
-                wait: self.optimizations.flight_wait,
+                wait: optimizations.flight_wait,
             });
         }
         flights.insert(key.clone(), watch::Sender::new(()));
         drop(flights);
         Flight::Lead(FlightGuard {
-            optimizations: self.optimizations,
+            optimizations,
             key: Some(key),
         })
     }

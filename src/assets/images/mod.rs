@@ -39,6 +39,7 @@ use super::{
     Native,
     compressed::{Compressed, Learn, VariantKey, Verdict},
     rules::{HeaderRules, RuleHeaders},
+    semantics,
 };
 use crate::{body::Body, build::ImagesConfig};
 
@@ -124,7 +125,6 @@ impl Images {
     /// The image route of an app, or `None` when Next does not optimize at
     /// `/_next/image` from its disk cache (another loader, `unoptimized`, a cache handler
     /// for images), or when middleware or a redirect/rewrite rule claims the route.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         config: Option<&ImagesConfig>,
         cache_dir: &Path,
@@ -207,8 +207,7 @@ impl Images {
             // revalidating browser's 304 shows nothing).
             Verdict::Unknown
                 if request.method() == Method::GET
-                    && !request.headers().contains_key(header::IF_NONE_MATCH)
-                    && !request.headers().contains_key(header::IF_MODIFIED_SINCE) =>
+                    && !semantics::is_conditional(request.headers()) =>
             {
                 ImageAnswer::Node(Some(compressed.verify(
                     entry.variant.clone(),
@@ -472,25 +471,7 @@ fn respond<B>(request: &Request<B>, mut headers: HeaderMap, entry: &Entry) -> Re
 
 /// Next's `fresh` for an answer with an ETag and no `Last-Modified`.
 fn not_modified(request: &HeaderMap, etag: &str) -> bool {
-    let Some(if_none_match) = request.get(header::IF_NONE_MATCH) else {
-        return false;
-    };
-    if request.contains_key(header::IF_MODIFIED_SINCE)
-        || request
-            .get_all(header::CACHE_CONTROL)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|v| v.contains("no-cache")))
-    {
-        return false;
-    }
-    let Ok(tags) = if_none_match.to_str() else {
-        return false;
-    };
-    tags.trim() == "*"
-        || tags
-            .split([',', ' '])
-            .filter(|t| !t.is_empty())
-            .any(|t| t == etag || t.strip_prefix("W/") == Some(etag))
+    semantics::fresh(request, Some(etag), None)
 }
 
 #[cfg(test)]

@@ -269,8 +269,7 @@ impl Page {
             // Node answers until one of its answers to a GET it sends whole showed that
             // Rust's is the same.
             Verdict::Unknown => {
-                let conditional = request_headers.contains_key(header::IF_NONE_MATCH)
-                    || request_headers.contains_key(header::IF_MODIFIED_SINCE);
+                let conditional = semantics::is_conditional(request_headers);
                 let deflate = semantics::negotiate(request_headers) == Encoding::Deflate;
                 if request.method() == Method::GET && !conditional && !deflate {
                     *learn = Some(compressed.verify(

@@ -183,6 +183,12 @@ pub(crate) fn range(request: &HeaderMap, size: u64) -> RangeAnswer {
     RangeAnswer::Part { start, end }
 }
 
+/// Whether a request asks for an answer only if the client's copy is stale
+/// (`If-None-Match`, `If-Modified-Since`).
+pub(crate) fn is_conditional(request: &HeaderMap) -> bool {
+    request.contains_key(header::IF_NONE_MATCH) || request.contains_key(header::IF_MODIFIED_SINCE)
+}
+
 /// Whether `send` answers 412 or otherwise applies a precondition this module does not
 /// model (`If-Match`, `If-Unmodified-Since`): then Node answers.
 pub(crate) fn has_preconditions(request: &HeaderMap) -> bool {

@@ -19,7 +19,8 @@ mod rsc;
 use http::HeaderValue;
 
 pub(crate) use conditional::{
-    RangeAnswer, file_etag, fresh, has_preconditions, http_date, millis, page_etag, range,
+    RangeAnswer, file_etag, fresh, has_preconditions, http_date, is_conditional, millis, page_etag,
+    range,
 };
 pub(crate) use content::{COMPRESSION_THRESHOLD, Encoding, compressible, content_type, negotiate};
 pub(crate) use rsc::rsc_hash_matches;
